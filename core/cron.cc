@@ -1,0 +1,373 @@
+#include "core/cron.h"
+
+#include <date/tz.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <stdexcept>
+#include <vector>
+
+namespace nightshift {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// How far Next()/Previous() look before giving up, e.g. for "0 0 30 2 *". Five years covers
+// every leap day ("0 0 29 2 *") with room to spare.
+constexpr date::days kHorizon{5 * 366 + 2};
+
+constexpr std::array<std::string_view, 12> kMonthNames = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+                                                          "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
+constexpr std::array<std::string_view, 7> kDayNames = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
+
+struct FieldSpec {
+  std::string_view name;  // as the error messages call the field
+  int min;
+  int max;
+  // Names accepted instead of numbers; names[i] stands for first_name_value + i.
+  const std::string_view* names;
+  size_t name_count;
+  int first_name_value;
+  std::string_view name_hint;  // e.g. "JAN-DEC", shown in errors
+};
+
+const FieldSpec kFields[5] = {
+    {"minute", 0, 59, nullptr, 0, 0, ""},
+    {"hour", 0, 23, nullptr, 0, 0, ""},
+    {"day-of-month", 1, 31, nullptr, 0, 0, ""},
+    {"month", 1, 12, kMonthNames.data(), kMonthNames.size(), 1, "JAN-DEC"},
+    // 7 is accepted as Sunday (folded to 0 by the caller), as every cron does.
+    {"day-of-week", 0, 7, kDayNames.data(), kDayNames.size(), 0, "SUN-SAT"},
+};
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::vector<std::string_view> SplitBlanks(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    size_t j = i;
+    while (j < s.size() && !std::isspace(static_cast<unsigned char>(s[j]))) ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+bool AllDigits(std::string_view s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+std::string RangeText(const FieldSpec& spec) {
+  std::string text = std::to_string(spec.min) + "-" + std::to_string(spec.max);
+  if (!spec.name_hint.empty()) text += " (or " + std::string(spec.name_hint) + ")";
+  return text;
+}
+
+// One value of a field: a number in range or (month/day-of-week) a name. Returns an error
+// detail, or empty on success.
+std::string ParseValue(std::string_view token, const FieldSpec& spec, int* out) {
+  if (AllDigits(token)) {
+    // Long digit strings are out of range anyway; don't let them overflow first.
+    const int value = token.size() > 4 ? 99999 : std::stoi(std::string(token));
+    if (value < spec.min || value > spec.max) {
+      return std::string(spec.name) + " " + std::string(token) + " is out of range " + RangeText(spec);
+    }
+    *out = value;
+    return "";
+  }
+  const std::string upper = Upper(token);
+  for (size_t i = 0; i < spec.name_count; ++i) {
+    if (spec.names[i] == upper) {
+      *out = spec.first_name_value + static_cast<int>(i);
+      return "";
+    }
+  }
+  if (spec.name_count > 0) {
+    return std::string(spec.name) + " \"" + std::string(token) + "\" is not a number or a name (" +
+           std::string(spec.name_hint) + ")";
+  }
+  return std::string(spec.name) + " \"" + std::string(token) + "\" is not a number " + RangeText(spec);
+}
+
+// Parses one field ("*", "1,5", "1-30/5", "MON-FRI", ...) into a bit mask over spec.min..max.
+// Returns an error detail, or empty on success.
+std::string ParseField(std::string_view field, const FieldSpec& spec, uint64_t* mask, bool* unrestricted) {
+  *mask = 0;
+  *unrestricted = false;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = field.find(',', start);
+    const std::string_view item =
+        field.substr(start, comma == std::string_view::npos ? field.npos : comma - start);
+    if (item.empty()) {
+      return std::string(spec.name) + " field \"" + std::string(field) + "\" has an empty list item";
+    }
+    std::string_view range_part = item;
+    int step = 1;
+    const size_t slash = item.find('/');
+    if (slash != std::string_view::npos) {
+      range_part = item.substr(0, slash);
+      const std::string_view step_text = item.substr(slash + 1);
+      const int max_step = spec.max - spec.min + (spec.max == 7 ? 0 : 1);
+      if (!AllDigits(step_text) || step_text.size() > 4 || std::stoi(std::string(step_text)) < 1 ||
+          std::stoi(std::string(step_text)) > max_step) {
+        return std::string(spec.name) + " step \"" + std::string(step_text) + "\" in \"" + std::string(item) +
+               "\" must be a number from 1 to " + std::to_string(max_step);
+      }
+      step = std::stoi(std::string(step_text));
+      if (range_part.empty()) {
+        return std::string(spec.name) + " step \"" + std::string(item) +
+               "\" needs a range before the slash, e.g. */" + std::string(step_text);
+      }
+    }
+    int lo = 0, hi = 0;
+    if (range_part == "*") {
+      lo = spec.min;
+      // "*" in day-of-week means 0-6; 7 is only an alias of Sunday.
+      hi = spec.max == 7 ? 6 : spec.max;
+      if (step == 1 && field == item) *unrestricted = true;
+    } else {
+      const size_t dash = range_part.find('-');
+      if (dash == std::string_view::npos) {
+        if (std::string e = ParseValue(range_part, spec, &lo); !e.empty()) return e;
+        // "5/15" means 5, 20, 35, 50: from the value to the field's end, as most crons read it.
+        hi = slash != std::string_view::npos ? (spec.max == 7 ? 6 : spec.max) : lo;
+      } else {
+        const std::string_view a = range_part.substr(0, dash);
+        const std::string_view b = range_part.substr(dash + 1);
+        if (a.empty() || b.empty()) {
+          return std::string(spec.name) + " range \"" + std::string(range_part) +
+                 "\" needs a start and an end";
+        }
+        if (std::string e = ParseValue(a, spec, &lo); !e.empty()) return e;
+        if (std::string e = ParseValue(b, spec, &hi); !e.empty()) return e;
+        if (lo > hi) {
+          // Suggest the split the user most likely meant, e.g. 22-2 -> 22-23,0-2.
+          const int top = spec.max == 7 ? 6 : spec.max;
+          return std::string(spec.name) + " range " + std::string(range_part) +
+                 " goes backwards; to wrap around write two ranges, e.g. " + std::string(a) + "-" +
+                 std::to_string(top) + "," + std::to_string(spec.min) + "-" + std::string(b);
+        }
+      }
+    }
+    for (int v = lo; v <= hi; v += step) *mask |= uint64_t{1} << v;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return "";
+}
+
+// Local wall clock -> instant. A wall time in a spring-forward gap maps to the end of the gap
+// (where the clock resumes); a repeated autumn wall time maps to its first occurrence. This
+// mapping never goes backwards as the wall time grows, which Next()/Previous() rely on to skip
+// whole days and hours.
+TimePoint ToSys(const date::time_zone* zone, date::local_seconds local) {
+  const date::local_info info = zone->get_info(local);
+  if (info.result == date::local_info::nonexistent) return TimePoint(info.first.end);
+  return TimePoint(local.time_since_epoch() - info.first.offset);
+}
+
+date::local_days LocalDay(const date::time_zone* zone, TimePoint t) {
+  const seconds offset = zone->get_info(std::chrono::floor<seconds>(t)).offset;
+  return std::chrono::floor<date::days>(
+      date::local_seconds(std::chrono::floor<seconds>(t).time_since_epoch() + offset));
+}
+
+const date::time_zone* FindZone(std::string_view name) {
+  try {
+    return date::locate_zone(name.empty() ? std::string_view("UTC") : name);
+  } catch (const std::runtime_error&) {
+    return nullptr;
+  }
+}
+
+// Floor division that rounds toward negative infinity, for instants before the anchor.
+int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0); }
+
+}  // namespace
+
+Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::string_view timezone) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("bad cron expression \"" + std::string(expression) + "\": " + why);
+  };
+  CronSchedule s;
+  s.expression_ = std::string(expression);
+  s.timezone_ = timezone.empty() ? "UTC" : std::string(timezone);
+  if (FindZone(s.timezone_) == nullptr) {
+    return Status::InvalidArgument("unknown time zone \"" + std::string(timezone) +
+                                   "\" (expected an IANA name like Europe/Berlin or UTC)");
+  }
+
+  const std::vector<std::string_view> words = SplitBlanks(expression);
+  if (words.empty()) {
+    return bad("empty; needs 5 fields MIN HOUR DOM MONTH DOW (e.g. \"0 2 * * *\") or a preset like @daily");
+  }
+
+  std::vector<std::string> fields;
+  if (words[0].front() == '@') {
+    const std::string preset = Lower(words[0]);
+    if (preset == "@every") {
+      if (words.size() != 2) {
+        return bad("@every needs exactly one duration, e.g. \"@every 15m\"");
+      }
+      Result<Duration> d = ParseDuration(words[1]);
+      if (!d.ok()) return bad(d.status().message());
+      if (*d < std::chrono::seconds(1)) {
+        return bad("@every interval " + FormatDuration(*d) + " is too short; the minimum is 1s");
+      }
+      s.interval_ = *d;
+      return s;
+    }
+    if (words.size() != 1) return bad(std::string(words[0]) + " takes no fields after it");
+    static const std::pair<std::string_view, std::string_view> kPresets[] = {
+        {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+        {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+        {"@hourly", "0 * * * *"},
+    };
+    for (const auto& [name, expansion] : kPresets) {
+      if (preset == name) {
+        for (std::string_view f : SplitBlanks(expansion)) fields.emplace_back(f);
+        break;
+      }
+    }
+    if (fields.empty()) {
+      return bad("unknown preset " + std::string(words[0]) +
+                 " (known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, \"@every "
+                 "<duration>\")");
+    }
+  } else {
+    if (words.size() != 5) {
+      std::string why = "needs 5 fields MIN HOUR DOM MONTH DOW, got " + std::to_string(words.size());
+      if (words.size() == 6 || words.size() == 7) why += " (seconds and year fields are not supported)";
+      return bad(why);
+    }
+    for (std::string_view w : words) fields.emplace_back(w);
+  }
+
+  uint64_t masks[5] = {};
+  bool unrestricted[5] = {};
+  for (int i = 0; i < 5; ++i) {
+    if (std::string e = ParseField(fields[i], kFields[i], &masks[i], &unrestricted[i]); !e.empty())
+      return bad(e);
+  }
+  s.minutes_ = std::bitset<60>(masks[0]);
+  s.hours_ = std::bitset<24>(masks[1]);
+  s.days_of_month_ = std::bitset<32>(masks[2]);
+  s.months_ = std::bitset<13>(masks[3]);
+  // Fold day 7 into 0: both are Sunday.
+  s.days_of_week_ = std::bitset<7>(masks[4] & 0x7f);
+  if (masks[4] & (uint64_t{1} << 7)) s.days_of_week_.set(0);
+  s.dom_restricted_ = !unrestricted[2];
+  s.dow_restricted_ = !unrestricted[4];
+  return s;
+}
+
+bool CronSchedule::MatchesDay(int day_of_month, int month, int day_of_week) const {
+  if (!months_[month]) return false;
+  const bool dom = days_of_month_[day_of_month];
+  const bool dow = days_of_week_[day_of_week];
+  // Cron's historic rule: with both fields restricted, either one matching is enough.
+  if (dom_restricted_ && dow_restricted_) return dom || dow;
+  return dom && dow;
+}
+
+std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
+  if (interval_) {
+    const int64_t step = interval_->count();
+    if (after < anchor_) return anchor_;
+    const int64_t k = FloorDiv((after - anchor_).count(), step) + 1;
+    return anchor_ + milliseconds(k * step);
+  }
+  const date::time_zone* zone = FindZone(timezone_);
+  if (zone == nullptr) return std::nullopt;
+
+  // Walk local calendar days. Because ToSys() is monotonic, a day (or hour) whose end maps to
+  // an instant <= after holds no candidate and is skipped with a single conversion; a month
+  // that isn't allowed is skipped in one jump. An impossible expression costs ~1800 cheap steps.
+  date::local_days day = LocalDay(zone, after) - date::days(1);
+  const date::local_days limit = day + kHorizon;
+  while (day <= limit) {
+    const date::year_month_day ymd(day);
+    const unsigned month = static_cast<unsigned>(ymd.month());
+    if (!months_[month]) {
+      day = date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1);
+      continue;
+    }
+    const int dow = static_cast<int>(date::weekday(day).c_encoding());
+    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
+        ToSys(zone, day + date::days(1)) <= after) {
+      day += date::days(1);
+      continue;
+    }
+    for (int h = 0; h < 24; ++h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (ToSys(zone, hour_start + std::chrono::hours(1)) <= after) continue;
+      for (int m = 0; m < 60; ++m) {
+        if (!minutes_[m]) continue;
+        const TimePoint t = ToSys(zone, hour_start + std::chrono::minutes(m));
+        if (t > after) return t;
+      }
+    }
+    day += date::days(1);
+  }
+  return std::nullopt;
+}
+
+std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
+  if (interval_) {
+    if (at < anchor_) return std::nullopt;
+    const int64_t step = interval_->count();
+    return anchor_ + milliseconds(FloorDiv((at - anchor_).count(), step) * step);
+  }
+  const date::time_zone* zone = FindZone(timezone_);
+  if (zone == nullptr) return std::nullopt;
+
+  // The mirror image of Next(): walk days backwards, newest candidate first. Start one day
+  // late because in an autumn fall-back a later wall time can map to an earlier instant.
+  date::local_days day = LocalDay(zone, at) + date::days(1);
+  const date::local_days limit = day - kHorizon;
+  while (day >= limit) {
+    const date::year_month_day ymd(day);
+    const unsigned month = static_cast<unsigned>(ymd.month());
+    if (!months_[month]) {
+      day = date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
+      continue;
+    }
+    const int dow = static_cast<int>(date::weekday(day).c_encoding());
+    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
+        ToSys(zone, day) > at) {
+      day -= date::days(1);
+      continue;
+    }
+    for (int h = 23; h >= 0; --h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (ToSys(zone, hour_start) > at) continue;
+      for (int m = 59; m >= 0; --m) {
+        if (!minutes_[m]) continue;
+        const TimePoint t = ToSys(zone, hour_start + std::chrono::minutes(m));
+        if (t <= at) return t;
+      }
+    }
+    day -= date::days(1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace nightshift

@@ -1,0 +1,55 @@
+#include "core/states.h"
+
+#include <array>
+
+namespace nightshift {
+namespace {
+
+constexpr std::array<std::string_view, 4> kRunStateNames = {"queued", "running", "success", "failed"};
+constexpr std::array<std::string_view, 8> kTaskStateNames = {
+    "scheduled", "queued", "running", "success", "failed", "up_for_retry", "upstream_failed", "skipped"};
+
+using S = TaskState;
+// kTransitions[from][to]: the one table of legal task-instance transitions.
+//                                    sch    que    run    suc    fai    ufr    upf    ski
+constexpr bool kTransitions[8][8] = {
+    /* scheduled       */ {false, true,  false, true,  true,  false, true,  true},
+    /* queued          */ {true,  false, true,  true,  true,  true,  false, false},
+    /* running         */ {true,  false, false, true,  true,  true,  false, false},
+    /* success         */ {true,  false, false, false, true,  false, false, false},
+    /* failed          */ {true,  false, false, true,  false, false, false, false},
+    /* up_for_retry    */ {true,  true,  false, true,  true,  false, false, false},
+    /* upstream_failed */ {true,  false, false, true,  true,  false, false, false},
+    /* skipped         */ {true,  false, false, true,  true,  false, false, false},
+};
+
+}  // namespace
+
+std::string_view ToString(RunState state) { return kRunStateNames[static_cast<size_t>(state)]; }
+std::string_view ToString(TaskState state) { return kTaskStateNames[static_cast<size_t>(state)]; }
+
+std::optional<RunState> ParseRunState(std::string_view text) {
+  for (size_t i = 0; i < kRunStateNames.size(); ++i) {
+    if (kRunStateNames[i] == text) return static_cast<RunState>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<TaskState> ParseTaskState(std::string_view text) {
+  for (size_t i = 0; i < kTaskStateNames.size(); ++i) {
+    if (kTaskStateNames[i] == text) return static_cast<TaskState>(i);
+  }
+  return std::nullopt;
+}
+
+bool IsFinished(RunState state) { return state == RunState::kSuccess || state == RunState::kFailed; }
+
+bool IsFinished(TaskState state) {
+  return state == S::kSuccess || state == S::kFailed || state == S::kUpstreamFailed || state == S::kSkipped;
+}
+
+bool IsLegalTransition(TaskState from, TaskState to) {
+  return kTransitions[static_cast<size_t>(from)][static_cast<size_t>(to)];
+}
+
+}  // namespace nightshift

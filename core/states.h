@@ -1,0 +1,37 @@
+// Run and task-instance states: stable lowercase tokens shared by the API, logs, database and
+// environment (Airflow's names). The one table of legal task transitions lives in states.cc.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace nightshift {
+
+enum class RunState { kQueued, kRunning, kSuccess, kFailed };
+
+// A task instance is created `scheduled` and says in waiting_reason why it has not started.
+enum class TaskState {
+  kScheduled,
+  kQueued,
+  kRunning,
+  kSuccess,
+  kFailed,
+  kUpForRetry,
+  kUpstreamFailed,
+  kSkipped,
+};
+
+std::string_view ToString(RunState state);
+std::string_view ToString(TaskState state);
+std::optional<RunState> ParseRunState(std::string_view text);
+std::optional<TaskState> ParseTaskState(std::string_view text);
+
+bool IsFinished(RunState state);
+// success, failed, upstream_failed, skipped: the instance will not run again unless cleared.
+bool IsFinished(TaskState state);
+
+// Whether the scheduler may move a task instance from `from` to `to`. Clearing (back to
+// scheduled) and marking by a user are legal from every finished state.
+bool IsLegalTransition(TaskState from, TaskState to);
+
+}  // namespace nightshift
