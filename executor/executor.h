@@ -1,0 +1,71 @@
+// The executor seam (after ninja's CommandRunner and Airflow's BaseExecutor): it starts task
+// tries and reports what happened to them. It never decides whether a task may run and never
+// touches the store; the scheduler owns every state change.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/time.h"
+
+namespace nightshift {
+
+// Identifies one try of one task instance.
+struct TaskInstanceKey {
+  std::string dag_id;
+  std::string run_id;
+  std::string task_id;
+  int map_index = -1;
+  int try_number = 1;
+
+  auto operator<=>(const TaskInstanceKey&) const = default;
+  std::string ToString() const;  // "dag/run/task[3]#2"
+};
+
+// Everything needed to start one try.
+struct TaskSpec {
+  TaskInstanceKey key;
+  std::string command;                       // run by /bin/sh -c
+  std::string cwd;
+  std::map<std::string, std::string> env;    // over the daemon's own environment
+  std::string log_path;                      // stdout and stderr go here
+  std::string output_path;                   // NIGHTSHIFT_OUTPUT
+};
+
+struct ExecutorEvent {
+  enum class Kind { kStarted, kProgress, kFinished, kLost };
+  Kind kind = Kind::kStarted;
+  TaskInstanceKey key;
+  std::optional<int64_t> pid;                // kStarted
+  std::optional<std::string> external_id;    // kStarted, e.g. a Slurm job id
+  std::optional<int> exit_code;              // kFinished: 0..255, or 128+signal
+  std::optional<double> progress;            // kProgress: 0..1
+  std::string reason;                        // kLost, or why a kFinished try failed
+  TimePoint at{};
+};
+
+// A try recorded as queued or running when the daemon stopped.
+struct RunningTask {
+  TaskInstanceKey key;
+  std::optional<int64_t> pid;
+  std::optional<std::string> external_id;
+  std::string log_path;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual size_t FreeSlots() const = 0;
+  virtual Status Submit(const TaskSpec& spec) = 0;             // never blocks
+  virtual std::vector<ExecutorEvent> Drain() = 0;              // events since the last call
+  virtual Status Cancel(const TaskInstanceKey& key) = 0;       // idempotent; changes no state itself
+  // Takes over tries that were running before a restart; returns those it follows.
+  virtual std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) = 0;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,274 @@
+#include "executor/task_protocol.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+namespace nightshift {
+namespace {
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(ErrnoText(errno));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+// Whole small file; NotFound when missing.
+Result<std::string> ReadSmallFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound(path);
+    return Status::IOError(path + ": " + ErrnoText(errno));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Status::IOError(path + ": " + ErrnoText(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (1 << 20)) break;  // our files are tiny; do not follow a runaway one
+  }
+  ::close(fd);
+  return text;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+template <typename T>
+std::optional<T> ParseNumber(std::string_view text) {
+  T value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::vector<std::string> TaskWrapperArgs::ToArgv(const std::string& argv0) const {
+  std::vector<std::string> argv = {
+      argv0,   std::string(kTaskWrapperCommand), "--log", log_path, "--status", status_path, "--pid-file",
+      pid_path};
+  if (!progress_path.empty()) {
+    argv.insert(argv.end(), {"--progress-file", progress_path});
+  }
+  if (!cwd.empty()) argv.insert(argv.end(), {"--cwd", cwd});
+  argv.insert(argv.end(), {"--kill-grace-ms", std::to_string(kill_grace_ms), "--", command});
+  return argv;
+}
+
+Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv) {
+  TaskWrapperArgs args;
+  int i = 1;
+  if (i < argc && argv[i] == kTaskWrapperCommand) ++i;
+  bool have_command = false;
+  for (; i < argc; ++i) {
+    std::string_view opt = argv[i];
+    if (opt == "--") {
+      if (argc - i - 1 != 1) return Status::InvalidArgument("expected exactly one COMMAND after --");
+      args.command = argv[i + 1];
+      have_command = true;
+      break;
+    }
+    if (i + 1 >= argc) return Status::InvalidArgument(std::string(opt) + " needs a value");
+    std::string value = argv[++i];
+    if (opt == "--log") {
+      args.log_path = value;
+    } else if (opt == "--status") {
+      args.status_path = value;
+    } else if (opt == "--pid-file") {
+      args.pid_path = value;
+    } else if (opt == "--progress-file") {
+      args.progress_path = value;
+    } else if (opt == "--cwd") {
+      args.cwd = value;
+    } else if (opt == "--kill-grace-ms") {
+      auto ms = ParseNumber<int64_t>(value);
+      if (!ms || *ms < 0) return Status::InvalidArgument("--kill-grace-ms: not a number: " + value);
+      args.kill_grace_ms = *ms;
+    } else {
+      return Status::InvalidArgument("unknown option " + std::string(opt));
+    }
+  }
+  if (!have_command) return Status::InvalidArgument("missing -- COMMAND");
+  if (args.log_path.empty() || args.status_path.empty() || args.pid_path.empty()) {
+    return Status::InvalidArgument("--log, --status and --pid-file are required");
+  }
+  return args;
+}
+
+Status WriteFileAtomically(const std::string& path, std::string_view content, bool durable) {
+  // The pid in the name keeps two writers (say, a wrapper and a test) off each other's file.
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
+  Status s = WriteAll(fd, content);
+  if (s.ok() && durable && ::fsync(fd) != 0) s = Status::IOError(ErrnoText(errno));
+  if (::close(fd) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = Status::IOError(ErrnoText(errno));
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return Status::IOError(path + ": " + s.message());
+  }
+  if (durable) {
+    // The rename itself lives in the folder; without this a crash could forget it.
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  return Status::OK();
+}
+
+std::string FormatPidFile(const PidFileContents& contents) {
+  return std::to_string(contents.pid) + " " + std::to_string(contents.start_time) + "\n";
+}
+
+Result<PidFileContents> ReadPidFile(const std::string& path) {
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return text.status();
+  std::string_view line = Trim(*text);
+  const auto space = line.find(' ');
+  if (space == std::string_view::npos) return Status::Corruption(path + ": expected \"PID STARTTIME\"");
+  auto pid = ParseNumber<pid_t>(line.substr(0, space));
+  auto start = ParseNumber<uint64_t>(Trim(line.substr(space + 1)));
+  if (!pid || *pid <= 0 || !start) return Status::Corruption(path + ": expected \"PID STARTTIME\"");
+  return PidFileContents{*pid, *start};
+}
+
+std::string FormatStatusFile(const TaskExit& exit) {
+  std::string text = std::to_string(exit.exit_code) + "\n";
+  if (!exit.reason.empty()) {
+    std::string reason = exit.reason;
+    for (char& c : reason) {
+      if (c == '\n') c = ' ';
+    }
+    text += reason + "\n";
+  }
+  return text;
+}
+
+Result<TaskExit> ReadStatusFile(const std::string& path) {
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return text.status();
+  std::string_view rest = *text;
+  const auto nl = rest.find('\n');
+  std::string_view first = Trim(rest.substr(0, nl));
+  auto code = ParseNumber<int>(first);
+  if (!code || *code < 0 || *code > 255) return Status::Corruption(path + ": expected an exit code");
+  TaskExit exit{*code, {}};
+  if (nl != std::string_view::npos) exit.reason = std::string(Trim(rest.substr(nl + 1)));
+  return exit;
+}
+
+std::string FormatFraction(double fraction) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, fraction);
+  if (ec != std::errc()) return "0";
+  return std::string(buf, end);
+}
+
+std::optional<double> ParseFraction(std::string_view text) {
+  auto value = ParseNumber<double>(Trim(text));
+  if (!value || !std::isfinite(*value) || *value < 0 || *value > 1) return std::nullopt;
+  return value;
+}
+
+std::optional<double> ReadProgressFile(const std::string& path) {
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return std::nullopt;
+  return ParseFraction(*text);
+}
+
+std::string FormatProgressReport(double fraction) { return "progress " + FormatFraction(fraction) + "\n"; }
+
+std::optional<double> ParseProgressReport(std::string_view line) {
+  constexpr std::string_view kPrefix = "progress ";
+  if (!line.starts_with(kPrefix)) return std::nullopt;
+  return ParseFraction(line.substr(kPrefix.size()));
+}
+
+std::optional<ProcStat> ReadProcStat(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!text.ok()) return std::nullopt;
+  // Field 2 is "(comm)" and comm may hold spaces and parentheses: count from the last ')'.
+  const auto close = text->rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(text->substr(close + 1));
+  std::string field;
+  ProcStat stat;
+  for (int index = 3; fields >> field; ++index) {
+    if (index == 3) stat.state = field.empty() ? '?' : field[0];
+    if (index == 22) {
+      auto start = ParseNumber<uint64_t>(field);
+      if (!start) return std::nullopt;
+      stat.start_time = *start;
+      return stat;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::string>> ReadProcCmdline(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!text.ok()) return std::nullopt;
+  std::vector<std::string> args;
+  size_t start = 0;
+  while (start < text->size()) {
+    size_t end = text->find('\0', start);
+    if (end == std::string::npos) end = text->size();
+    args.push_back(text->substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+std::string DescribeWaitStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) return "exit code " + std::to_string(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) {
+    const int sig = WTERMSIG(wait_status);
+    const char* name = ::strsignal(sig);
+    return "killed by signal " + std::to_string(sig) + (name ? std::string(" (") + name + ")" : "");
+  }
+  return "wait status " + std::to_string(wait_status);
+}
+
+int ExitCodeOfWaitStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return 255;
+}
+
+}  // namespace nightshift

@@ -1,0 +1,420 @@
+#include "executor/task_wrapper.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "executor/task_protocol.h"
+
+namespace nightshift {
+namespace {
+
+constexpr std::string_view kDirective = "::progress";
+// An unfinished line is held back only while it may still turn out to be a progress directive;
+// past this size it cannot be one and goes to the log as it is.
+constexpr size_t kMaxHeldLine = 4096;
+// Output copied per poll round, so that a command printing without pause cannot delay our
+// reaction to a stop request.
+constexpr size_t kMaxReadPerRound = 1 << 20;
+
+std::string_view TrimBlanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<double> ParseDouble(std::string_view text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+// True while `held` (the start of an unfinished line) may still become "::progress ...".
+bool CouldBeDirective(std::string_view held) {
+  return held.size() <= kDirective.size() ? kDirective.starts_with(held) : held.starts_with(kDirective);
+}
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void WriteFully(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // a full disk must not stop us from draining the task's output
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Runs in the forked child; never returns. The wrapper is single-threaded, so the child may
+// use ordinary calls before exec.
+[[noreturn]] void ExecCommand(const TaskWrapperArgs& args, int out_fd) {
+  // Its own process group, so that stopping the task reaches everything it started.
+  ::setpgid(0, 0);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);  // EINVAL for libc's own: fine
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  int devnull = ::open("/dev/null", O_RDONLY);
+  if (devnull > 0) {
+    ::dup2(devnull, 0);
+    ::close(devnull);
+  }
+  ::dup2(out_fd, 1);
+  ::dup2(out_fd, 2);
+  if (out_fd > 2) ::close(out_fd);
+  if (!args.cwd.empty() && ::chdir(args.cwd.c_str()) != 0) {
+    std::string msg =
+        "nightshift: cannot change directory to " + args.cwd + ": " + std::strerror(errno) + "\n";
+    WriteFully(2, msg);
+    ::_exit(127);
+  }
+  ::execl("/bin/sh", "sh", "-c", args.command.c_str(), static_cast<char*>(nullptr));
+  std::string msg = std::string("nightshift: cannot run /bin/sh: ") + std::strerror(errno) + "\n";
+  WriteFully(2, msg);
+  ::_exit(127);
+}
+
+class Wrapper {
+ public:
+  explicit Wrapper(TaskWrapperArgs args) : args_(std::move(args)) {}
+  ~Wrapper() {
+    for (int fd : {log_fd_, signal_fd_, pipe_fd_}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  Wrapper(const Wrapper&) = delete;
+  Wrapper& operator=(const Wrapper&) = delete;
+
+  int Run();
+
+ private:
+  int Fail(const std::string& what);  // before the command started
+  void Note(const std::string& text);
+  bool ReadPipe(size_t limit);  // false at end of file
+  void OnOutput(std::string_view chunk);
+  void FlushHeld();
+  void ReportProgress(double fraction);
+  void WriteStdout(std::string_view text);
+  void HandleSignals();
+  bool ChildExited();
+
+  TaskWrapperArgs args_;
+  int log_fd_ = -1;
+  int signal_fd_ = -1;
+  int pipe_fd_ = -1;
+  pid_t child_ = -1;
+  bool stdout_ok_ = true;
+  std::string held_;       // the start of an unfinished line that may become a directive
+  bool mid_line_ = false;  // the log ends inside a line: what follows cannot be a directive
+  bool child_changed_ = false;
+  bool stopping_ = false;  // we sent SIGTERM to the group
+  bool killed_ = false;    // we sent SIGKILL to the group
+  int64_t kill_deadline_ms_ = 0;
+};
+
+int Wrapper::Fail(const std::string& what) {
+  std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + what + "\n";
+  WriteFully(2, msg);
+  if (log_fd_ >= 0) Note(what);
+  return kWrapperSetupFailedExit;
+}
+
+void Wrapper::Note(const std::string& text) {
+  std::string line = (mid_line_ ? "\nnightshift: " : "nightshift: ") + text + "\n";
+  mid_line_ = false;
+  WriteFully(log_fd_, line);
+}
+
+int Wrapper::Run() {
+  // A daemon that is gone must not kill us through a broken pipe or a hangup, and we must see
+  // our child's exit (an inherited SIG_IGN for SIGCHLD would make the kernel reap it for us).
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGCHLD, SIG_DFL);
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGCHLD);
+  // The executor starts us with SIGTERM/SIGINT already blocked, so a cancel that arrives this
+  // early stays pending instead of killing us before we can record anything.
+  ::sigprocmask(SIG_BLOCK, &handled, nullptr);
+  // Descriptors we did not open (the daemon's sockets, its state-dir lock) must not reach the
+  // task, which may outlive the daemon and would keep them busy.
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::setsid();  // EPERM when already a session or group leader: we are out of the daemon's group then
+
+  signal_fd_ = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) return Fail(std::string("signalfd: ") + std::strerror(errno));
+  struct stat out_stat {};
+  if (::fstat(1, &out_stat) == 0 && S_ISFIFO(out_stat.st_mode)) {
+    // A daemon that is alive but busy must not stall the task's log; progress lines are
+    // dropped rather than waited for (the progress file keeps the latest value).
+    ::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK);
+  }
+
+  log_fd_ = ::open(args_.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (log_fd_ < 0) return Fail("cannot open log " + args_.log_path + ": " + std::strerror(errno));
+  // The lock lives as long as this process: a second wrapper for the same try refuses to run.
+  if (::flock(log_fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    WriteFully(2, "nightshift __task-wrapper: another task wrapper already runs this try\n");
+    return kWrapperRefusedExit;
+  }
+  if (::access(args_.status_path.c_str(), F_OK) == 0) {
+    WriteFully(2, "nightshift __task-wrapper: this try already has a status; not running it again\n");
+    return kWrapperRefusedExit;
+  }
+  auto self = ReadProcStat(::getpid());
+  if (!self) return Fail("cannot read /proc/self/stat");
+  // Durable, so that "no pid file" means "the command never started" even after a crash.
+  Status s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), true);
+  if (!s.ok()) return Fail("cannot write pid file: " + s.message());
+
+  sigset_t pending;
+  sigemptyset(&pending);
+  ::sigpending(&pending);
+  for (int sig : {SIGTERM, SIGINT}) {
+    if (!sigismember(&pending, sig)) continue;
+    const int code = 128 + sig;
+    Note("stopped before the command started");
+    s = WriteFileAtomically(args_.status_path,
+                            FormatStatusFile({code, "cancelled before the command started"}), true);
+    if (!s.ok()) return Fail("cannot write status: " + s.message());
+    return code;
+  }
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Fail(std::string("pipe: ") + std::strerror(errno));
+  child_ = ::fork();
+  if (child_ < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return Fail(std::string("fork: ") + std::strerror(errno));
+  }
+  if (child_ == 0) ExecCommand(args_, fds[1]);
+  // Also set here: a stop request right after fork must find the group already in place.
+  ::setpgid(child_, child_);
+  ::close(fds[1]);
+  pipe_fd_ = fds[0];
+  ::fcntl(pipe_fd_, F_SETFL, ::fcntl(pipe_fd_, F_GETFL) | O_NONBLOCK);
+
+  bool pipe_open = true;
+  while (!ChildExited()) {
+    pollfd pfds[2] = {{signal_fd_, POLLIN, 0}, {pipe_open ? pipe_fd_ : -1, POLLIN, 0}};
+    int timeout = -1;
+    if (stopping_ && !killed_) {
+      timeout = static_cast<int>(std::clamp<int64_t>(kill_deadline_ms_ - MonotonicMs(), 0, 1 << 30));
+    }
+    if (::poll(pfds, 2, timeout) < 0 && errno != EINTR) {
+      // Cannot happen with valid arguments; if it does, we cannot watch the task any more:
+      // stop it and record that, rather than leave it running unobserved.
+      Note(std::string("poll failed: ") + std::strerror(errno) + "; killing the task");
+      ::kill(-child_, SIGKILL);
+      killed_ = stopping_ = true;
+      siginfo_t info{};
+      ::waitid(P_PID, static_cast<id_t>(child_), &info, WEXITED | WNOWAIT);
+      break;
+    }
+    if (pipe_open && (pfds[1].revents & (POLLIN | POLLHUP | POLLERR))) pipe_open = ReadPipe(kMaxReadPerRound);
+    if (pfds[0].revents & POLLIN) HandleSignals();
+    if (stopping_ && !killed_ && MonotonicMs() >= kill_deadline_ms_) {
+      Note("the task did not stop within " + std::to_string(args_.kill_grace_ms) + " ms; sending SIGKILL");
+      ::kill(-child_, SIGKILL);
+      killed_ = true;
+    }
+  }
+
+  // The child is a zombie until waitpid below, so its pid still names the group: no other
+  // process can have taken it. Background processes of a task we did not stop are left alone.
+  if (stopping_) ::kill(-child_, SIGKILL);
+  if (pipe_open) {
+    // Everything the command wrote is in the pipe now; read that much and no more, since a
+    // background process may keep writing forever.
+    int available = 0;
+    if (::ioctl(pipe_fd_, FIONREAD, &available) == 0 && available > 0) {
+      ReadPipe(static_cast<size_t>(available));
+    }
+  }
+  FlushHeld();
+  int wait_status = 0;
+  while (::waitpid(child_, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  TaskExit exit{ExitCodeOfWaitStatus(wait_status), {}};
+  if (exit.exit_code != 0) exit.reason = DescribeWaitStatus(wait_status);
+  if (exit.exit_code != 0 && stopping_) {
+    exit.reason += killed_ ? " (stopped: SIGTERM, then SIGKILL)" : " (stopped)";
+  }
+  s = WriteFileAtomically(args_.status_path, FormatStatusFile(exit), true);
+  if (!s.ok()) {
+    std::string msg = "nightshift __task-wrapper: cannot write status: " + s.message() + "\n";
+    WriteFully(2, msg);
+    Note("cannot write status: " + s.message());
+  }
+  return exit.exit_code;
+}
+
+bool Wrapper::ReadPipe(size_t limit) {
+  char buf[65536];
+  while (limit > 0) {
+    ssize_t n = ::read(pipe_fd_, buf, std::min(sizeof buf, limit));
+    if (n > 0) {
+      OnOutput(std::string_view(buf, static_cast<size_t>(n)));
+      limit -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN;
+  }
+  return true;
+}
+
+void Wrapper::OnOutput(std::string_view chunk) {
+  std::string out;  // one write per chunk for whatever goes to the log
+  std::optional<double> progress;
+  held_.append(chunk);
+  size_t start = 0;
+  for (size_t nl; (nl = held_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string_view line(held_.data() + start, nl - start);
+    if (!mid_line_) {
+      if (auto p = ParseProgressDirective(line)) {
+        progress = p;  // only the latest of a burst matters
+        continue;
+      }
+    }
+    out.append(line).push_back('\n');
+    mid_line_ = false;
+  }
+  held_.erase(0, start);
+  // Hold back an unfinished line only while it may still be a directive, so that partial
+  // lines ("downloading... ") show up in the log at once.
+  if (!held_.empty() && (mid_line_ || !CouldBeDirective(held_) || held_.size() > kMaxHeldLine)) {
+    out += held_;
+    held_.clear();
+    mid_line_ = true;
+  }
+  WriteFully(log_fd_, out);
+  if (progress) ReportProgress(*progress);
+}
+
+void Wrapper::FlushHeld() {
+  if (held_.empty()) return;
+  if (auto p = mid_line_ ? std::nullopt : ParseProgressDirective(held_)) {
+    ReportProgress(*p);
+  } else {
+    WriteFully(log_fd_, held_);  // a final line without newline stays as the task wrote it
+    mid_line_ = true;
+  }
+  held_.clear();
+}
+
+void Wrapper::ReportProgress(double fraction) {
+  if (!args_.progress_path.empty()) {
+    // Not fsync'ed: progress is a hint, and a crash losing the latest value costs nothing.
+    (void)WriteFileAtomically(args_.progress_path, FormatFraction(fraction) + "\n", false);
+  }
+  WriteStdout(FormatProgressReport(fraction));
+}
+
+void Wrapper::WriteStdout(std::string_view text) {
+  while (stdout_ok_ && !text.empty()) {
+    ssize_t n = ::write(1, text.data(), text.size());
+    if (n > 0) {
+      text.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return;  // the daemon is not reading right now; the progress file has the value
+    } else {
+      stdout_ok_ = false;  // EPIPE: the daemon is gone, and the task goes on without it
+    }
+  }
+}
+
+void Wrapper::HandleSignals() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    if (info.ssi_signo == SIGCHLD) {
+      child_changed_ = true;
+    } else if (!stopping_) {
+      stopping_ = true;
+      kill_deadline_ms_ = MonotonicMs() + args_.kill_grace_ms;
+      Note(std::string("received ") + (info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM") +
+           "; sending SIGTERM to the task's process group");
+      ::kill(-child_, SIGTERM);
+    }
+  }
+}
+
+bool Wrapper::ChildExited() {
+  if (!child_changed_) return false;
+  child_changed_ = false;
+  // WNOWAIT: look without reaping, so the group id stays ours until we are done with it.
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(child_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    return errno == ECHILD;  // cannot happen with SIGCHLD at its default; do not spin if it does
+  }
+  return info.si_pid == child_;
+}
+
+}  // namespace
+
+std::optional<double> ParseProgressDirective(std::string_view line) {
+  if (!line.starts_with(kDirective)) return std::nullopt;
+  std::string_view rest = line.substr(kDirective.size());
+  if (rest.empty() || (rest.front() != ' ' && rest.front() != '\t')) return std::nullopt;
+  rest = TrimBlanks(rest);
+  if (rest.ends_with('%')) {
+    auto pct = ParseDouble(TrimBlanks(rest.substr(0, rest.size() - 1)));
+    if (!pct) return std::nullopt;
+    return std::clamp(*pct / 100.0, 0.0, 1.0);
+  }
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto done = ParseDouble(TrimBlanks(rest.substr(0, slash)));
+  auto total = ParseDouble(TrimBlanks(rest.substr(slash + 1)));
+  if (!done || !total || *total <= 0 || *done < 0) return std::nullopt;
+  return std::clamp(*done / *total, 0.0, 1.0);
+}
+
+int RunTaskWrapper(int argc, char** argv) {
+  auto args = ParseTaskWrapperArgs(argc, argv);
+  if (!args.ok()) {
+    std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + args.status().message() +
+                      "\nusage: nightshift " + std::string(kTaskWrapperCommand) +
+                      " --log PATH --status PATH --pid-file PATH [--progress-file PATH] [--cwd DIR]"
+                      " [--kill-grace-ms N] -- COMMAND\n";
+    WriteFully(2, msg);
+    return kWrapperSetupFailedExit;
+  }
+  Wrapper wrapper(std::move(*args));
+  return wrapper.Run();
+}
+
+}  // namespace nightshift
