@@ -1,0 +1,16 @@
+// A DAG frozen as JSON when a run starts, so that a run keeps the task list it started with
+// even when its file changes or the daemon restarts.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/dag.h"
+#include "core/status.h"
+
+namespace nightshift {
+
+std::string SnapshotDag(const Dag& dag);
+Result<Dag> RestoreDag(std::string_view snapshot);
+
+}  // namespace nightshift

@@ -1,0 +1,1027 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "scheduler/dag_snapshot.h"
+#include "scheduler/retry_policy.h"
+#include "scheduler/run_schedule.h"
+#include "scheduler/trigger_rules.h"
+
+namespace nightshift {
+namespace {
+
+using json = nlohmann::json;
+
+std::string UpperEnvName(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c)))
+                                                       : '_';
+  }
+  return out;
+}
+
+// A conf value as an environment variable: strings as they are, anything else as JSON.
+std::string EnvValue(const json& value) {
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+std::string DateInZone(TimePoint t, const std::string& timezone) {
+  // FormatRfc3339In gives "YYYY-MM-DDTHH:MM:SS+hh:mm" in the zone; its first ten characters
+  // are the local date.
+  return FormatRfc3339In(t, timezone).substr(0, 10);
+}
+
+}  // namespace
+
+SchedulerOptions SchedulerOptions::FromConfig(const Config& config) {
+  SchedulerOptions options;
+  options.parallelism = config.parallelism;
+  options.pools = config.pools;
+  options.windows = config.windows;
+  options.logs_dir = std::filesystem::absolute(config.LogsDir()).lexically_normal().string();
+  return options;
+}
+
+Scheduler::Scheduler(SchedulerOptions options, Store& store, Executor& executor, const Clock& clock,
+                     const std::map<std::string, Dag>& dags)
+    : options_(std::move(options)), store_(store), executor_(executor), clock_(clock), dags_(dags) {}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and recovery
+
+void Scheduler::IndexRun(ActiveRun& active) {
+  active.by_task.clear();
+  for (size_t i = 0; i < active.tis.size(); ++i) active.by_task[active.tis[i].task_id].push_back(i);
+  // Topological order over the snapshot (the loader guarantees no cycles). Kahn's algorithm,
+  // ties broken by file order so the result is stable.
+  std::map<std::string, int> indegree;
+  std::map<std::string, std::vector<std::string>> downstream;
+  for (const Task& t : active.dag.tasks) {
+    indegree[t.task_id];
+    for (const std::string& up : t.depends_on) {
+      if (!active.dag.FindTask(up)) continue;  // edges to tasks outside a partial run
+      ++indegree[t.task_id];
+      downstream[up].push_back(t.task_id);
+    }
+  }
+  active.topo_order.clear();
+  active.leaves.clear();
+  std::vector<std::string> frontier;
+  for (const Task& t : active.dag.tasks) {
+    if (indegree[t.task_id] == 0) frontier.push_back(t.task_id);
+    if (downstream[t.task_id].empty()) active.leaves.insert(t.task_id);
+  }
+  while (!frontier.empty()) {
+    std::string id = frontier.front();
+    frontier.erase(frontier.begin());
+    active.topo_order.push_back(id);
+    for (const std::string& down : downstream[id]) {
+      if (--indegree[down] == 0) frontier.push_back(down);
+    }
+  }
+}
+
+Status Scheduler::LoadRun(const DagRun& run) {
+  ActiveRun active;
+  active.run = run;
+  auto dag = RestoreDag(run.dag_snapshot);
+  if (!dag.ok()) return dag.status();
+  active.dag = std::move(*dag);
+  auto tis = store_.ListTaskInstances(run.id);
+  if (!tis.ok()) return tis.status();
+  active.tis = std::move(*tis);
+  IndexRun(active);
+  runs_[run.id] = std::move(active);
+  return Status::OK();
+}
+
+Status Scheduler::Recover() {
+  runs_.clear();
+  active_tries_.clear();
+  auto runs = store_.ListUnfinishedRuns();
+  if (!runs.ok()) return runs.status();
+  for (const DagRun& run : *runs) {
+    if (Status s = LoadRun(run); !s.ok()) {
+      spdlog::error("cannot load run {}/{}: {}", run.dag_id, run.run_id, s.ToString());
+    }
+  }
+  // Tries that were queued or running when the daemon stopped: the executor adopts the ones
+  // still alive and reports what became of the others.
+  auto tries = store_.ListActiveTries();
+  if (!tries.ok()) return tries.status();
+  std::vector<RunningTask> to_adopt;
+  for (const TaskTry& t : *tries) {
+    for (auto& [run_pk, active] : runs_) {
+      for (size_t i = 0; i < active.tis.size(); ++i) {
+        if (active.tis[i].id != t.ti_pk) continue;
+        const TaskInstance& ti = active.tis[i];
+        TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, t.try_number};
+        ActiveTry at;
+        at.run_pk = run_pk;
+        at.ti_index = i;
+        at.task_try = t;
+        active_tries_[key] = at;
+        to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path});
+      }
+    }
+  }
+  if (!to_adopt.empty()) {
+    std::vector<TaskInstanceKey> adopted = executor_.Adopt(to_adopt);
+    spdlog::info("recovered {} unfinished runs; {} of {} tries still running were adopted", runs_.size(),
+                 adopted.size(), to_adopt.size());
+  } else if (!runs_.empty()) {
+    spdlog::info("recovered {} unfinished runs", runs_.size());
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pass
+
+Result<std::optional<TimePoint>> Scheduler::RunPass() {
+  const TimePoint now = clock_.Now();
+  const auto pass_start = std::chrono::steady_clock::now();
+  to_submit_.clear();
+  finished_runs_.clear();
+
+  Status s = store_.InTransaction([&]() -> Status {
+    auto dags = store_.ListDags();
+    if (!dags.ok()) return dags.status();
+    for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
+
+    for (const ExecutorEvent& event : std::exchange(submit_failures_, {})) HandleEvent(event, now);
+    for (const ExecutorEvent& event : executor_.Drain()) HandleEvent(event, now);
+    if (options_.create_scheduled_runs) {
+      if (Status cs = CreateScheduledRuns(now); !cs.ok()) return cs;
+    }
+    StartQueuedRuns(now);
+    for (auto& [run_pk, active] : runs_) {
+      if (active.run.state != RunState::kRunning) continue;
+      EnforceTimeouts(active, now);
+      EvaluateRun(active, now);
+    }
+    EnforceWindows(now);
+    if (dispatching_) Dispatch(now);
+    for (auto& [run_pk, active] : runs_) {
+      if (active.run.state == RunState::kRunning) FinishRunIfDone(active, now);
+    }
+    return Persist();
+  });
+  if (!s.ok()) {
+    // The database did not take this pass. Nothing was started; reload what it does hold so
+    // memory and disk agree again, and let the executor re-report live tries.
+    spdlog::error("scheduler pass not committed, reloading state: {}", s.ToString());
+    to_submit_.clear();
+    if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
+    return s;
+  }
+
+  // Committed: now the queued tries may really start.
+  for (const TaskSpec& spec : to_submit_) {
+    if (Status submit = executor_.Submit(spec); !submit.ok()) {
+      // Handled as a failed try on the next pass, so the retry rules apply.
+      spdlog::error("cannot start {}: {}", spec.key.ToString(), submit.ToString());
+      ExecutorEvent failed;
+      failed.kind = ExecutorEvent::Kind::kLost;
+      failed.key = spec.key;
+      failed.reason = "cannot start: " + submit.message();
+      failed.at = now;
+      submit_failures_.push_back(failed);
+    }
+  }
+  to_submit_.clear();
+  for (int64_t run_pk : std::exchange(finished_runs_, {})) {
+    auto it = runs_.find(run_pk);
+    if (it == runs_.end()) continue;
+    for (const TaskInstance& ti : it->second.tis) ready_since_.erase(ti.id);
+    runs_.erase(it);
+  }
+  heartbeat_ = now;
+  metrics_.pool_used.clear();
+  for (const auto& [pool, size] : options_.pools) metrics_.pool_used[pool] = 0;
+  for (const auto& [run_pk, active] : runs_) {
+    for (const TaskInstance& ti : active.tis) {
+      if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) ++metrics_.pool_used[ti.pool];
+    }
+  }
+  ++metrics_.passes;
+  metrics_.pass_duration.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
+  return NextWake(now);
+}
+
+Status Scheduler::Persist() {
+  for (auto& [run_pk, active] : runs_) {
+    if (active.run_dirty) {
+      if (Status s = store_.UpdateRun(active.run); !s.ok()) return s;
+      active.run_dirty = false;
+    }
+    for (size_t i : active.dirty) {
+      if (Status s = store_.UpdateTaskInstance(active.tis[i]); !s.ok()) return s;
+    }
+    active.dirty.clear();
+  }
+  for (auto& [key, at] : active_tries_) {
+    if (!at.dirty) continue;
+    if (at.task_try.id == 0) {
+      if (Status s = store_.InsertTry(&at.task_try); !s.ok()) return s;
+    } else if (Status s = store_.UpdateTry(at.task_try); !s.ok()) {
+      return s;
+    }
+    at.dirty = false;
+  }
+  // Finished tries leave the active set once written.
+  for (auto it = active_tries_.begin(); it != active_tries_.end();) {
+    TaskState st = it->second.task_try.state;
+    bool done = st != TaskState::kQueued && st != TaskState::kRunning;
+    it = done ? active_tries_.erase(it) : std::next(it);
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executor events
+
+void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
+  auto it = active_tries_.find(event.key);
+  if (it == active_tries_.end()) return;  // a callback, or a try already closed
+  ActiveTry& at = it->second;
+  auto run_it = runs_.find(at.run_pk);
+  switch (event.kind) {
+    case ExecutorEvent::Kind::kStarted: {
+      at.task_try.state = TaskState::kRunning;
+      at.task_try.pid = event.pid;
+      at.task_try.external_id = event.external_id;
+      at.task_try.start_date = event.at.time_since_epoch().count() ? event.at : now;
+      at.dirty = true;
+      if (run_it == runs_.end()) return;
+      TaskInstance& ti = run_it->second.tis[at.ti_index];
+      ++metrics_.tries_started;
+      if (auto ready = ready_since_.find(ti.id); ready != ready_since_.end()) {
+        metrics_.dispatch_latency.Observe(
+            std::max(0.0, std::chrono::duration<double>(at.task_try.start_date.value_or(now) - ready->second).count()));
+        ready_since_.erase(ready);
+      }
+      if (ti.state == TaskState::kQueued) {
+        ti.state = TaskState::kRunning;
+        ti.pid = event.pid;
+        ti.external_id = event.external_id;
+        ti.start_date = at.task_try.start_date;
+        run_it->second.dirty.insert(at.ti_index);
+      }
+      return;
+    }
+    case ExecutorEvent::Kind::kProgress: {
+      if (run_it == runs_.end() || !event.progress) return;
+      TaskInstance& ti = run_it->second.tis[at.ti_index];
+      ti.progress = *event.progress;
+      run_it->second.dirty.insert(at.ti_index);
+      return;
+    }
+    case ExecutorEvent::Kind::kFinished:
+      FinishTry(at, event.exit_code.value_or(-1), event.reason, now);
+      return;
+    case ExecutorEvent::Kind::kLost:
+      if (event.reason == "never started" && run_it != runs_.end()) {
+        // The daemon died between committing "queued" and starting the process: nothing ran,
+        // so the same try starts now (it uses up nothing). While shutting down it stays
+        // queued for the next start to pick up.
+        const ActiveRun& active = run_it->second;
+        if (dispatching_) to_submit_.push_back(MakeSpec(active, active.tis[at.ti_index], at.task_try.log_path));
+        return;
+      }
+      FinishTry(at, -1, event.reason.empty() ? "task process lost" : event.reason, now);
+      return;
+  }
+}
+
+void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now) {
+  // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
+  // for a timeout has failed whatever it returned.
+  const bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill);
+  at.task_try.state = success ? TaskState::kSuccess : TaskState::kFailed;
+  at.task_try.end_date = now;
+  if (exit_code >= 0) at.task_try.exit_code = exit_code;
+  if (!success) {
+    std::string why = at.cancel_reason.value_or(reason);
+    if (why.empty()) why = "exit code " + std::to_string(exit_code);
+    at.task_try.reason = why;
+  }
+  at.dirty = true;
+
+  auto run_it = runs_.find(at.run_pk);
+  if (run_it == runs_.end()) return;
+  ActiveRun& active = run_it->second;
+  TaskInstance& ti = active.tis[at.ti_index];
+  ++metrics_.tries_finished;
+  if (!success) ++metrics_.tries_failed;
+  // Already decided elsewhere (the run timed out, a user cleared or marked it): only the try
+  // is recorded.
+  if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) return;
+  if (ti.try_number != at.task_try.try_number) return;
+  active.dirty.insert(at.ti_index);
+  ti.pid.reset();
+  if (success) {
+    ti.state = TaskState::kSuccess;
+    ti.end_date = now;
+    ti.progress = 1.0;
+    ti.waiting_reason.reset();
+    spdlog::info("{} succeeded", TaskInstanceKey{active.run.dag_id, active.run.run_id, ti.task_id,
+                                                  ti.map_index, at.task_try.try_number}
+                                      .ToString());
+    return;
+  }
+  if (at.window_kill) {
+    // Stopped because its window closed: back to the queue for the next opening, and the
+    // stopped try does not count against retries.
+    ti.max_tries += 1;
+    ti.state = TaskState::kScheduled;
+    ti.waiting_reason = *at.cancel_reason;
+    return;
+  }
+  const Task* task = TaskOf(active, ti);
+  spdlog::warn("{} failed: {}",
+               TaskInstanceKey{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index,
+                               at.task_try.try_number}
+                   .ToString(),
+               *at.task_try.reason);
+  if (task && ti.try_number < ti.max_tries) {
+    ti.state = TaskState::kUpForRetry;
+    ti.next_retry_at = now + RetryDelay(*task, ti.try_number - (ti.max_tries - 1 - task->retries));
+    ti.waiting_reason = "retry " + std::to_string(ti.try_number + 1) + " at " + FormatRfc3339(*ti.next_retry_at);
+  } else {
+    ti.state = TaskState::kFailed;
+    ti.end_date = now;
+    ti.waiting_reason.reset();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::string>& only_tasks,
+                            DagRun* created) {
+  Dag snapshot = dag;
+  if (!only_tasks.empty()) {
+    std::vector<Task> kept;
+    for (const Task& t : dag.tasks) {
+      if (std::find(only_tasks.begin(), only_tasks.end(), t.task_id) != only_tasks.end()) kept.push_back(t);
+    }
+    for (const std::string& id : only_tasks) {
+      if (!dag.FindTask(id)) return Status::InvalidArgument("DAG " + dag.dag_id + " has no task \"" + id + "\"");
+    }
+    for (Task& t : kept) {
+      std::erase_if(t.depends_on, [&](const std::string& up) {
+        return std::find(only_tasks.begin(), only_tasks.end(), up) == only_tasks.end();
+      });
+    }
+    snapshot.tasks = std::move(kept);
+  }
+  run.dag_snapshot = SnapshotDag(snapshot);
+  run.dag_id = dag.dag_id;
+  run.state = RunState::kQueued;
+  run.queued_at = clock_.Now();
+  std::vector<TaskInstance> tis;
+  for (const Task& t : snapshot.tasks) {
+    TaskInstance ti;
+    ti.task_id = t.task_id;
+    ti.pool = t.pool;
+    ti.priority_weight = t.priority_weight;
+    ti.max_tries = t.retries + 1;
+    tis.push_back(ti);
+  }
+  if (Status s = store_.CreateRun(&run, &tis); !s.ok()) return s;
+  ActiveRun active;
+  active.run = run;
+  active.dag = std::move(snapshot);
+  active.tis = std::move(tis);
+  IndexRun(active);
+  runs_[run.id] = std::move(active);
+  if (created) *created = run;
+  spdlog::info("created run {}/{}", run.dag_id, run.run_id);
+  return Status::OK();
+}
+
+Result<DagRun> Scheduler::TriggerRun(const std::string& dag_id, std::optional<std::string> run_id,
+                                     std::optional<TimePoint> logical_date, const std::string& conf,
+                                     const std::vector<std::string>& only_tasks) {
+  auto dag_it = dags_.find(dag_id);
+  if (dag_it == dags_.end()) return Status::NotFound("DAG \"" + dag_id + "\" not found");
+  json conf_json;
+  try {
+    conf_json = json::parse(conf.empty() ? "{}" : conf);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("conf is not valid JSON: ") + e.what());
+  }
+  if (!conf_json.is_object()) return Status::InvalidArgument("conf must be a JSON object");
+  DagRun run;
+  run.logical_date = logical_date.value_or(clock_.Now());
+  run.run_id = run_id.value_or("manual__" + FormatRfc3339(run.logical_date));
+  run.run_type = "manual";
+  run.conf = conf_json.dump();
+  DagRun created;
+  Status s = store_.InTransaction([&] { return CreateRun(dag_it->second, run, only_tasks, &created); });
+  if (!s.ok()) return s;
+  return created;
+}
+
+Status Scheduler::CreateScheduledRuns(TimePoint now) {
+  for (const auto& [dag_id, dag] : dags_) {
+    if (!dag.schedule) continue;
+    auto paused = paused_.find(dag_id);
+    if (paused == paused_.end() || paused->second) continue;  // unknown to the store yet, or paused
+    auto last = last_scheduled_.find(dag_id);
+    if (last == last_scheduled_.end()) {
+      auto latest = store_.LatestRun(dag_id, "scheduled");
+      if (!latest.ok()) return latest.status();
+      std::optional<TimePoint> newest;
+      if (latest->has_value()) newest = (*latest)->logical_date;
+      last = last_scheduled_.emplace(dag_id, newest).first;
+    }
+    for (const DataInterval& interval : DueIntervals(dag, last->second, now, options_.max_runs_created_per_pass)) {
+      DagRun run;
+      run.run_type = "scheduled";
+      run.logical_date = interval.start;
+      run.data_interval_start = interval.start;
+      run.data_interval_end = interval.end;
+      run.run_id = "scheduled__" + FormatRfc3339(interval.start);
+      Status s = CreateRun(dag, run, {}, nullptr);
+      if (!s.ok() && !s.IsAlreadyExists()) return s;
+      last->second = interval.start;
+    }
+  }
+  return Status::OK();
+}
+
+void Scheduler::StartQueuedRuns(TimePoint now) {
+  // Per DAG: how many runs are running, then promote the oldest queued ones up to the limit.
+  std::map<std::string, int> running;
+  std::vector<ActiveRun*> queued;
+  for (auto& [run_pk, active] : runs_) {
+    if (active.run.state == RunState::kRunning) ++running[active.run.dag_id];
+    if (active.run.state == RunState::kQueued) queued.push_back(&active);
+  }
+  std::sort(queued.begin(), queued.end(), [](const ActiveRun* a, const ActiveRun* b) {
+    return std::tie(a->run.logical_date, a->run.id) < std::tie(b->run.logical_date, b->run.id);
+  });
+  for (ActiveRun* active : queued) {
+    if (running[active->run.dag_id] >= active->dag.max_active_runs) continue;
+    ++running[active->run.dag_id];
+    active->run.state = RunState::kRunning;
+    active->run.start_date = now;
+    active->run_dirty = true;
+  }
+}
+
+void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
+  active.ready.clear();
+  for (const std::string& task_id : active.topo_order) {
+    const Task* task = active.dag.FindTask(task_id);
+    auto idx = active.by_task.find(task_id);
+    if (!task || idx == active.by_task.end()) continue;
+    for (size_t i : idx->second) {
+      TaskInstance& ti = active.tis[i];
+      if (ti.state == TaskState::kUpForRetry) {
+        if (ti.next_retry_at && *ti.next_retry_at > now) continue;
+        ti.state = TaskState::kScheduled;
+        ti.waiting_reason.reset();
+        active.dirty.insert(i);
+      }
+      if (ti.state != TaskState::kScheduled) continue;
+      if (ti.try_number > 0) {  // a retry or a window-stopped try: its upstream already passed
+        active.ready.insert(i);
+        ready_since_.try_emplace(ti.id, now);
+        continue;
+      }
+      std::vector<TaskState> upstream;
+      for (const std::string& up : task->depends_on) {
+        auto up_idx = active.by_task.find(up);
+        if (up_idx == active.by_task.end()) continue;
+        for (size_t j : up_idx->second) upstream.push_back(active.tis[j].state);
+      }
+      switch (EvaluateTriggerRule(task->trigger_rule, UpstreamCounts::Of(upstream))) {
+        case TriggerDecision::kWait:
+          break;
+        case TriggerDecision::kReady:
+          active.ready.insert(i);
+          ready_since_.try_emplace(ti.id, now);
+          break;
+        case TriggerDecision::kUpstreamFailed:
+          ti.state = TaskState::kUpstreamFailed;
+          ti.end_date = now;
+          ti.waiting_reason.reset();
+          active.dirty.insert(i);
+          break;
+        case TriggerDecision::kSkipped:
+          ti.state = TaskState::kSkipped;
+          ti.end_date = now;
+          ti.waiting_reason.reset();
+          active.dirty.insert(i);
+          break;
+      }
+    }
+  }
+}
+
+void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
+  // execution_timeout: stop the try; the executor reports it finished and it fails.
+  for (auto& [key, at] : active_tries_) {
+    if (at.run_pk != active.run.id || at.cancel_reason || at.task_try.state != TaskState::kRunning) continue;
+    const Task* task = TaskOf(active, active.tis[at.ti_index]);
+    if (!task || !task->execution_timeout || !at.task_try.start_date) continue;
+    if (now - *at.task_try.start_date >= *task->execution_timeout) {
+      at.cancel_reason = "execution_timeout " + FormatDuration(*task->execution_timeout) + " exceeded";
+      spdlog::warn("{}: {}", key.ToString(), *at.cancel_reason);
+      executor_.Cancel(key);
+    }
+  }
+  // dagrun_timeout: the run fails; what runs is stopped, what waits is skipped.
+  if (active.dag.dagrun_timeout && active.run.start_date &&
+      now - *active.run.start_date >= *active.dag.dagrun_timeout) {
+    FailRun(active, "dagrun_timeout " + FormatDuration(*active.dag.dagrun_timeout) + " exceeded", now);
+  }
+}
+
+void Scheduler::FailRun(ActiveRun& active, const std::string& reason, TimePoint now) {
+  spdlog::warn("run {}/{}: {}", active.run.dag_id, active.run.run_id, reason);
+  for (auto& [key, at] : active_tries_) {
+    if (at.run_pk != active.run.id) continue;
+    if (!at.cancel_reason) at.cancel_reason = reason;
+    executor_.Cancel(key);
+  }
+  for (size_t i = 0; i < active.tis.size(); ++i) {
+    TaskInstance& ti = active.tis[i];
+    if (IsFinished(ti.state)) continue;
+    const bool started = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
+    ti.state = started ? TaskState::kFailed : TaskState::kSkipped;
+    ti.end_date = now;
+    ti.waiting_reason = reason;
+    active.dirty.insert(i);
+  }
+  active.run.state = RunState::kFailed;
+  active.run.end_date = now;
+  active.run_dirty = true;
+  finished_runs_.push_back(active.run.id);
+  if (!active.run.callback_done && active.dag.on_failure) {
+    active.run.callback_done = true;
+    RunCallback(active, "on_failure", *active.dag.on_failure);
+  }
+}
+
+Status Scheduler::CancelRun(int64_t run_pk, const std::string& reason) {
+  auto it = runs_.find(run_pk);
+  if (it == runs_.end()) return Status::NotFound("run is not active");
+  finished_runs_.clear();
+  FailRun(it->second, reason, clock_.Now());
+  Status s = store_.InTransaction([&] { return Persist(); });
+  for (const TaskSpec& spec : to_submit_) executor_.Submit(spec);  // the on_failure callback
+  to_submit_.clear();
+  for (int64_t pk : finished_runs_) runs_.erase(pk);
+  finished_runs_.clear();
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// User actions (API): clear and mark
+
+Result<Scheduler::ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::string& run_id) {
+  auto run = store_.GetRun(dag_id, run_id);
+  if (!run.ok()) return run.status();
+  if (!run->has_value()) return Status::NotFound("DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
+  auto it = runs_.find((*run)->id);
+  if (it == runs_.end()) {
+    if (Status s = LoadRun(**run); !s.ok()) return s;
+    it = runs_.find((*run)->id);
+  }
+  return &it->second;
+}
+
+Status Scheduler::CommitAction() {
+  Status s = store_.InTransaction([&] { return Persist(); });
+  if (!s.ok()) {
+    to_submit_.clear();
+    finished_runs_.clear();
+    if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
+    return s;
+  }
+  for (const TaskSpec& spec : std::exchange(to_submit_, {})) executor_.Submit(spec);
+  for (int64_t pk : std::exchange(finished_runs_, {})) runs_.erase(pk);
+  // Finished runs that an action only looked at need not stay in memory.
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    it = IsFinished(it->second.run.state) ? runs_.erase(it) : std::next(it);
+  }
+  return Status::OK();
+}
+
+void Scheduler::StopTry(ActiveRun& active, size_t index, const std::string& reason) {
+  const TaskInstance& ti = active.tis[index];
+  TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
+  auto it = active_tries_.find(key);
+  if (it == active_tries_.end()) return;
+  if (!it->second.cancel_reason) it->second.cancel_reason = reason;
+  executor_.Cancel(key);
+}
+
+std::set<std::string> Scheduler::Downstream(const ActiveRun& active, const std::string& task_id) const {
+  std::set<std::string> found;
+  std::vector<std::string> frontier{task_id};
+  while (!frontier.empty()) {
+    std::string current = frontier.back();
+    frontier.pop_back();
+    for (const Task& t : active.dag.tasks) {
+      if (found.count(t.task_id)) continue;
+      if (std::find(t.depends_on.begin(), t.depends_on.end(), current) != t.depends_on.end()) {
+        found.insert(t.task_id);
+        frontier.push_back(t.task_id);
+      }
+    }
+  }
+  return found;
+}
+
+Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
+                            bool downstream) {
+  auto active_or = Activate(dag_id, run_id);
+  if (!active_or.ok()) return active_or.status();
+  ActiveRun& active = **active_or;
+  if (!active.by_task.count(task_id)) {
+    return Status::NotFound("task \"" + task_id + "\" not found in run \"" + run_id + "\"");
+  }
+  std::set<std::string> targets{task_id};
+  if (downstream) targets.merge(Downstream(active, task_id));
+  for (const std::string& id : targets) {
+    const Task* task = active.dag.FindTask(id);
+    for (size_t i : active.by_task[id]) {
+      TaskInstance& ti = active.tis[i];
+      if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, "cleared");
+      ti.state = TaskState::kScheduled;
+      ti.max_tries = ti.try_number + (task ? task->retries : 0) + 1;
+      ti.start_date.reset();
+      ti.end_date.reset();
+      ti.next_retry_at.reset();
+      ti.waiting_reason.reset();
+      ti.progress.reset();
+      ti.pid.reset();
+      ti.cached = false;
+      active.dirty.insert(i);
+    }
+  }
+  if (active.run.state != RunState::kRunning) {
+    active.run.state = RunState::kQueued;
+    active.run.end_date.reset();
+    active.run.callback_done = false;
+    active.run_dirty = true;
+  }
+  spdlog::info("cleared {} in {}/{}", task_id + (downstream ? " and downstream" : ""), dag_id, run_id);
+  return CommitAction();
+}
+
+Status Scheduler::MarkTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
+                           TaskState state) {
+  if (state != TaskState::kSuccess && state != TaskState::kFailed) {
+    return Status::InvalidArgument("a task can be marked success or failed");
+  }
+  auto active_or = Activate(dag_id, run_id);
+  if (!active_or.ok()) return active_or.status();
+  ActiveRun& active = **active_or;
+  if (!active.by_task.count(task_id)) {
+    return Status::NotFound("task \"" + task_id + "\" not found in run \"" + run_id + "\"");
+  }
+  const TimePoint now = clock_.Now();
+  const std::string reason = "marked " + std::string(ToString(state)) + " by a user";
+  for (size_t i : active.by_task[task_id]) {
+    TaskInstance& ti = active.tis[i];
+    if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, reason);
+    ti.state = state;
+    ti.end_date = now;
+    ti.next_retry_at.reset();
+    ti.waiting_reason.reset();
+    ti.pid.reset();
+    active.dirty.insert(i);
+  }
+  // Downstream states that were only derived (never ran) are decided again from here.
+  for (const std::string& id : Downstream(active, task_id)) {
+    for (size_t i : active.by_task[id]) {
+      TaskInstance& ti = active.tis[i];
+      if ((ti.state == TaskState::kUpstreamFailed || ti.state == TaskState::kSkipped) && ti.try_number == 0) {
+        ti.state = TaskState::kScheduled;
+        ti.end_date.reset();
+        active.dirty.insert(i);
+      }
+    }
+  }
+  if (IsFinished(active.run.state)) {
+    active.run.state = RunState::kRunning;
+    active.run.end_date.reset();
+    active.run.callback_done = false;
+    active.run_dirty = true;
+  }
+  return CommitAction();
+}
+
+Status Scheduler::MarkRun(const std::string& dag_id, const std::string& run_id, RunState state) {
+  if (state != RunState::kSuccess && state != RunState::kFailed) {
+    return Status::InvalidArgument("a run can be marked success or failed");
+  }
+  auto active_or = Activate(dag_id, run_id);
+  if (!active_or.ok()) return active_or.status();
+  ActiveRun& active = **active_or;
+  const TimePoint now = clock_.Now();
+  const std::string reason = "run marked " + std::string(ToString(state)) + " by a user";
+  for (size_t i = 0; i < active.tis.size(); ++i) {
+    TaskInstance& ti = active.tis[i];
+    if (IsFinished(ti.state)) continue;
+    const bool started = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
+    if (started) StopTry(active, i, reason);
+    ti.state = state == RunState::kSuccess ? TaskState::kSuccess
+               : started                   ? TaskState::kFailed
+                                           : TaskState::kSkipped;
+    ti.end_date = now;
+    ti.waiting_reason.reset();
+    ti.next_retry_at.reset();
+    active.dirty.insert(i);
+  }
+  active.run.state = state;
+  active.run.end_date = now;
+  if (!active.run.start_date) active.run.start_date = now;
+  active.run.callback_done = true;  // a user's decision, not an outcome: no callback
+  active.run_dirty = true;
+  finished_runs_.push_back(active.run.id);
+  return CommitAction();
+}
+
+void Scheduler::EnforceWindows(TimePoint now) {
+  if (!options_.respect_windows) return;
+  for (auto& [key, at] : active_tries_) {
+    if (at.cancel_reason) continue;
+    auto run_it = runs_.find(at.run_pk);
+    if (run_it == runs_.end()) continue;
+    const Task* task = TaskOf(run_it->second, run_it->second.tis[at.ti_index]);
+    if (!task) continue;
+    std::optional<std::string> name = WindowOf(run_it->second, *task);
+    if (!name) continue;
+    auto w = options_.windows.find(*name);
+    if (w == options_.windows.end() || w->second.on_close() != OnClose::kKill || w->second.IsOpen(now)) continue;
+    std::optional<TimePoint> reopen = w->second.NextOpen(now);
+    at.cancel_reason = "window " + *name + " closed until " +
+                       (reopen ? FormatRfc3339In(*reopen, w->second.timezone()) : std::string("never"));
+    at.window_kill = true;
+    spdlog::info("{}: {}; stopping it", key.ToString(), *at.cancel_reason);
+    executor_.Cancel(key);
+  }
+}
+
+void Scheduler::FinishRunIfDone(ActiveRun& active, TimePoint now) {
+  bool failed = false;
+  for (const TaskInstance& ti : active.tis) {
+    if (!IsFinished(ti.state)) return;
+    if ((ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) &&
+        active.leaves.count(ti.task_id)) {
+      failed = true;
+    }
+  }
+  active.run.state = failed ? RunState::kFailed : RunState::kSuccess;
+  active.run.end_date = now;
+  active.run_dirty = true;
+  finished_runs_.push_back(active.run.id);
+  spdlog::info("run {}/{} {}", active.run.dag_id, active.run.run_id, ToString(active.run.state));
+  const std::optional<std::string>& callback = failed ? active.dag.on_failure : active.dag.on_success;
+  if (!active.run.callback_done && callback) {
+    // Marked done in the same transaction that ends the run: a crash right after the commit
+    // skips the callback rather than running it twice.
+    active.run.callback_done = true;
+    RunCallback(active, failed ? "on_failure" : "on_success", *callback);
+  }
+}
+
+void Scheduler::RunCallback(const ActiveRun& active, const std::string& name, const std::string& command) {
+  TaskInstance pseudo;
+  pseudo.task_id = name;
+  TaskSpec spec = MakeSpec(active, pseudo, options_.logs_dir + "/" + active.run.dag_id + "/" +
+                                               active.run.run_id + "/" + name + ".log");
+  spec.command = command;
+  spec.cwd = std::filesystem::path(active.dag.file_path).parent_path().string();
+  if (spec.cwd.empty()) spec.cwd = ".";
+  spec.env["NIGHTSHIFT_RUN_STATE"] = std::string(ToString(active.run.state));
+  to_submit_.push_back(spec);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+void Scheduler::SetWaitingReason(ActiveRun& active, size_t index, std::optional<std::string> reason) {
+  TaskInstance& ti = active.tis[index];
+  if (ti.waiting_reason == reason) return;
+  ti.waiting_reason = std::move(reason);
+  active.dirty.insert(index);
+}
+
+void Scheduler::Dispatch(TimePoint now) {
+  struct Candidate {
+    ActiveRun* run;
+    size_t index;
+  };
+  std::vector<Candidate> candidates;
+  int running_total = 0;
+  std::map<std::string, int> running_by_dag;
+  std::map<std::string, int> running_by_pool;
+  for (auto& [run_pk, active] : runs_) {
+    for (const TaskInstance& ti : active.tis) {
+      if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) {
+        ++running_total;
+        ++running_by_dag[active.run.dag_id];
+        ++running_by_pool[ti.pool];
+      }
+    }
+    if (active.run.state != RunState::kRunning) continue;
+    for (size_t i : active.ready) candidates.push_back({&active, i});
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    const TaskInstance& x = a.run->tis[a.index];
+    const TaskInstance& y = b.run->tis[b.index];
+    if (x.priority_weight != y.priority_weight) return x.priority_weight > y.priority_weight;
+    if (a.run->run.logical_date != b.run->run.logical_date) return a.run->run.logical_date < b.run->run.logical_date;
+    if (a.run->run.id != b.run->run.id) return a.run->run.id < b.run->run.id;
+    return a.index < b.index;
+  });
+
+  for (const Candidate& c : candidates) {
+    ActiveRun& active = *c.run;
+    TaskInstance& ti = active.tis[c.index];
+    const Task* task = TaskOf(active, ti);
+    if (!task) continue;
+    if (options_.respect_windows) {
+      if (std::optional<std::string> name = WindowOf(active, *task)) {
+        auto w = options_.windows.find(*name);
+        if (w != options_.windows.end() && !w->second.IsOpen(now)) {
+          std::optional<TimePoint> open = w->second.NextOpen(now);
+          SetWaitingReason(active, c.index,
+                           "window " + *name + " closed until " +
+                               (open ? FormatRfc3339In(*open, w->second.timezone()) : std::string("never")));
+          continue;
+        }
+      }
+    }
+    if (running_total >= options_.parallelism) {
+      SetWaitingReason(active, c.index, "parallelism reached (" + std::to_string(running_total) + "/" +
+                                            std::to_string(options_.parallelism) + ")");
+      continue;
+    }
+    int& dag_running = running_by_dag[active.run.dag_id];
+    if (dag_running >= active.dag.max_active_tasks) {
+      SetWaitingReason(active, c.index, "max_active_tasks reached (" + std::to_string(dag_running) + "/" +
+                                            std::to_string(active.dag.max_active_tasks) + ")");
+      continue;
+    }
+    auto pool_size = options_.pools.find(ti.pool);
+    int& pool_used = running_by_pool[ti.pool];
+    if (pool_size != options_.pools.end() && pool_used >= pool_size->second) {
+      SetWaitingReason(active, c.index, "pool " + ti.pool + " full (" + std::to_string(pool_used) + "/" +
+                                            std::to_string(pool_size->second) + ")");
+      continue;
+    }
+    // Start it: queued and its try recorded in this pass's transaction, submitted after it.
+    ++running_total;
+    ++dag_running;
+    ++pool_used;
+    ti.state = TaskState::kQueued;
+    ti.try_number += 1;
+    ti.queued_at = now;
+    ti.waiting_reason.reset();
+    ti.progress.reset();
+    active.dirty.insert(c.index);
+    ActiveTry at;
+    at.run_pk = active.run.id;
+    at.ti_index = c.index;
+    at.task_try.ti_pk = ti.id;
+    at.task_try.try_number = ti.try_number;
+    at.task_try.state = TaskState::kQueued;
+    at.task_try.log_path = LogPath(active, ti, ti.try_number);
+    at.dirty = true;
+    TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
+    to_submit_.push_back(MakeSpec(active, ti, at.task_try.log_path));
+    active_tries_[key] = std::move(at);
+  }
+}
+
+std::string Scheduler::LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const {
+  std::string task_dir = ti.task_id;
+  if (ti.map_index >= 0) task_dir += "." + std::to_string(ti.map_index);
+  return options_.logs_dir + "/" + active.run.dag_id + "/" + active.run.run_id + "/" + task_dir + "/" +
+         std::to_string(try_number) + ".log";
+}
+
+TaskSpec Scheduler::MakeSpec(const ActiveRun& active, const TaskInstance& ti, const std::string& log_path) const {
+  TaskSpec spec;
+  spec.key = {active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
+  spec.log_path = log_path;
+  spec.output_path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  const Task* task = TaskOf(active, ti);
+  std::filesystem::path dag_dir = std::filesystem::path(active.dag.file_path).parent_path();
+  if (task) {
+    spec.command = task->command;
+    std::filesystem::path cwd(task->cwd);
+    spec.cwd = (cwd.is_absolute() ? cwd : dag_dir / cwd).lexically_normal().string();
+  }
+  if (spec.cwd.empty()) spec.cwd = ".";
+  for (const auto& [k, v] : active.dag.env) spec.env[k] = v;
+  if (task) {
+    for (const auto& [k, v] : task->env) spec.env[k] = v;
+  }
+  // Params, then the trigger's conf over them; they reach the task only as variables.
+  std::map<std::string, std::string> params = active.dag.params;
+  try {
+    json conf = json::parse(active.run.conf.empty() ? "{}" : active.run.conf);
+    if (conf.is_object()) {
+      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
+    }
+  } catch (const std::exception&) {
+    // conf was validated when the run was created; a damaged row adds nothing.
+  }
+  for (const auto& [k, v] : params) spec.env["NIGHTSHIFT_PARAM_" + UpperEnvName(k)] = v;
+  spec.env["NIGHTSHIFT_DAG_ID"] = active.run.dag_id;
+  spec.env["NIGHTSHIFT_RUN_ID"] = active.run.run_id;
+  spec.env["NIGHTSHIFT_TASK_ID"] = ti.task_id;
+  spec.env["NIGHTSHIFT_TRY_NUMBER"] = std::to_string(ti.try_number);
+  spec.env["NIGHTSHIFT_LOGICAL_DATE"] = FormatRfc3339(active.run.logical_date);
+  spec.env["NIGHTSHIFT_DS"] = DateInZone(active.run.logical_date, active.dag.timezone);
+  spec.env["NIGHTSHIFT_OUTPUT"] = spec.output_path;
+  if (ti.map_index >= 0) spec.env["NIGHTSHIFT_MAP_INDEX"] = std::to_string(ti.map_index);
+  return spec;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const Task* Scheduler::TaskOf(const ActiveRun& active, const TaskInstance& ti) const {
+  return active.dag.FindTask(ti.task_id);
+}
+
+std::optional<std::string> Scheduler::WindowOf(const ActiveRun& active, const Task& task) const {
+  if (task.window) return task.window;
+  return active.dag.window;
+}
+
+std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
+  auto it = runs_.find(run_pk);
+  if (it == runs_.end()) return std::nullopt;
+  RunProgress p;
+  for (const TaskInstance& ti : it->second.tis) {
+    ++p.total;
+    if (IsFinished(ti.state)) ++p.done;
+    if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++p.running;
+    if (ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) ++p.failed;
+    if (ti.state == TaskState::kSuccess) ++p.success;
+  }
+  return p;
+}
+
+std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
+  std::optional<TimePoint> next;
+  auto consider = [&](std::optional<TimePoint> t) {
+    if (t && (!next || *t < *next)) next = std::max(*t, now);
+  };
+  if (!submit_failures_.empty()) consider(now);
+  if (options_.create_scheduled_runs) {
+    for (const auto& [dag_id, dag] : dags_) {
+      auto paused = paused_.find(dag_id);
+      if (paused != paused_.end() && !paused->second) consider(NextIntervalEnd(dag, now));
+    }
+  }
+  std::set<std::string> windows_in_use;
+  for (const auto& [run_pk, active] : runs_) {
+    if (active.dag.dagrun_timeout && active.run.start_date) {
+      consider(*active.run.start_date + *active.dag.dagrun_timeout);
+    }
+    for (size_t i = 0; i < active.tis.size(); ++i) {
+      const TaskInstance& ti = active.tis[i];
+      if (ti.state == TaskState::kUpForRetry) consider(ti.next_retry_at);
+      if (ti.state == TaskState::kScheduled || ti.state == TaskState::kRunning) {
+        const Task* task = TaskOf(active, ti);
+        if (task) {
+          if (auto w = WindowOf(active, *task)) windows_in_use.insert(*w);
+        }
+      }
+    }
+  }
+  for (const auto& [key, at] : active_tries_) {
+    auto run_it = runs_.find(at.run_pk);
+    if (run_it == runs_.end() || !at.task_try.start_date) continue;
+    const Task* task = TaskOf(run_it->second, run_it->second.tis[at.ti_index]);
+    if (task && task->execution_timeout) consider(*at.task_try.start_date + *task->execution_timeout);
+  }
+  if (options_.respect_windows) {
+    for (const std::string& name : windows_in_use) {
+      auto w = options_.windows.find(name);
+      if (w != options_.windows.end()) consider(w->second.NextChange(now));
+    }
+  }
+  return next;
+}
+
+}  // namespace nightshift

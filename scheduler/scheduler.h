@@ -1,0 +1,172 @@
+// The scheduler: the one owner of every state change. Each pass it applies the executor's
+// events, creates the runs schedules owe, decides which task instances are ready (trigger
+// rules), which of those may start (windows, parallelism, max_active_tasks, pools, priority),
+// commits all of it in one transaction, and only then hands the queued tries to the executor.
+// It never blocks and never sleeps: SchedulerLoop (scheduler_loop.h) calls RunPass() when an
+// event arrives or the time it returns has come.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/dag.h"
+#include "core/run.h"
+#include "core/time.h"
+#include "core/window.h"
+#include "executor/executor.h"
+#include "scheduler/metrics.h"
+#include "store/store.h"
+
+namespace nightshift {
+
+struct SchedulerOptions {
+  bool create_scheduled_runs = true;  // false for `nightshift run`: only the runs it is given
+  bool respect_windows = true;        // `nightshift run` ignores windows unless asked
+  int parallelism = 32;
+  std::map<std::string, int> pools = {{"default", 128}};
+  std::map<std::string, Window> windows;
+  std::string logs_dir;  // <state_dir>/logs
+  size_t max_runs_created_per_pass = 64;  // catchup creates many; spread them over passes
+
+  static SchedulerOptions FromConfig(const Config& config);
+};
+
+// Counts for a progress display: the instances of one run by state.
+struct RunProgress {
+  int total = 0;
+  int done = 0;  // finished in any way
+  int running = 0;
+  int failed = 0;  // failed or upstream_failed
+  int success = 0;
+};
+
+class Scheduler {
+ public:
+  // `dags` is the set of DAGs that schedules are read from (the registry's map, or one DAG for
+  // `nightshift run`); it must outlive the scheduler and may change between passes.
+  Scheduler(SchedulerOptions options, Store& store, Executor& executor, const Clock& clock,
+            const std::map<std::string, Dag>& dags);
+
+  // Loads the unfinished runs and hands the tries that were queued or running when the daemon
+  // stopped to the executor for adoption. Call once before the first pass.
+  Status Recover();
+
+  // One pass. Returns the instant by which the next pass is due even if no event arrives
+  // (a retry, a timeout, a window change, a schedule), or nullopt when only events matter.
+  Result<std::optional<TimePoint>> RunPass();
+
+  // Creates a manual run (Airflow's trigger). `conf` is a JSON object's text; its keys
+  // override the DAG's params. run_id defaults to "manual__<logical_date>".
+  // AlreadyExists when the run id is taken; NotFound for an unknown DAG.
+  // `only_tasks`, when not empty, limits the run to those tasks (edges to others dropped).
+  Result<DagRun> TriggerRun(const std::string& dag_id, std::optional<std::string> run_id,
+                            std::optional<TimePoint> logical_date, const std::string& conf,
+                            const std::vector<std::string>& only_tasks = {});
+
+  // Fails an active run now: its running tries are stopped (and fail with `reason`), the
+  // tasks still waiting are skipped, on_failure runs. NotFound when the run is not active.
+  Status CancelRun(int64_t run_pk, const std::string& reason);
+
+  // Clears a task instance (all its map indexes) so it runs again in the same run, with a fresh
+  // retry budget; with `downstream`, every task that depends on it (transitively) too. A
+  // running try is stopped. A finished run becomes queued again. NotFound for unknown ids.
+  Status ClearTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
+                   bool downstream);
+  // Marks a task instance success or failed as a user decision: a running try is stopped,
+  // the downstream tasks that had been ruled out are evaluated again, and the run goes on.
+  Status MarkTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
+                  TaskState state);
+  // Marks a run success or failed: its running tries are stopped, unfinished task instances
+  // take the run's state (failed: skipped for those that never started). No callback runs.
+  Status MarkRun(const std::string& dag_id, const std::string& run_id, RunState state);
+
+  const SchedulerMetrics& metrics() const { return metrics_; }
+
+  // A reloaded config's limits and windows apply from the next pass.
+  void set_options(SchedulerOptions options) { options_ = std::move(options); }
+
+  // Stops starting tries (SIGTERM); running ones go on and are still followed.
+  void StopDispatching() { dispatching_ = false; }
+  // Tries queued or running, as the scheduler counts them.
+  size_t ActiveTries() const { return active_tries_.size(); }
+  std::optional<TimePoint> latest_heartbeat() const { return heartbeat_; }
+  // Progress of an active run (nullopt once it is finished and unloaded).
+  std::optional<RunProgress> Progress(int64_t run_pk) const;
+  bool IsActive(int64_t run_pk) const { return runs_.count(run_pk) > 0; }
+
+ private:
+  struct ActiveRun {
+    DagRun run;
+    Dag dag;                                            // the snapshot the run started with
+    std::vector<TaskInstance> tis;
+    std::map<std::string, std::vector<size_t>> by_task;  // task_id -> indices into tis
+    std::vector<std::string> topo_order;                 // task_ids, upstream before downstream
+    std::set<std::string> leaves;                        // tasks nothing depends on
+    std::set<size_t> ready;                              // indices whose trigger rule passed
+    std::set<size_t> dirty;                              // indices to write this pass
+    bool run_dirty = false;
+  };
+  struct ActiveTry {
+    int64_t run_pk = 0;
+    size_t ti_index = 0;
+    TaskTry task_try;
+    bool dirty = false;
+    std::optional<std::string> cancel_reason;  // why we asked the executor to stop it
+    bool window_kill = false;                  // the stop does not use up a retry
+  };
+
+  Status LoadRun(const DagRun& run);
+  // The active run with this id, loading a finished one back into memory when needed.
+  Result<ActiveRun*> Activate(const std::string& dag_id, const std::string& run_id);
+  // Persists what an API action changed, then starts what it queued; like the end of a pass.
+  Status CommitAction();
+  // Stops the try of a queued or running task instance (the try fails with `reason`).
+  void StopTry(ActiveRun& active, size_t index, const std::string& reason);
+  std::set<std::string> Downstream(const ActiveRun& active, const std::string& task_id) const;
+  void IndexRun(ActiveRun& active);
+  void HandleEvent(const ExecutorEvent& event, TimePoint now);
+  void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now);
+  Status CreateScheduledRuns(TimePoint now);
+  Status CreateRun(const Dag& dag, DagRun run, const std::vector<std::string>& only_tasks,
+                   DagRun* created);
+  void StartQueuedRuns(TimePoint now);
+  void EvaluateRun(ActiveRun& active, TimePoint now);
+  void EnforceTimeouts(ActiveRun& active, TimePoint now);
+  void EnforceWindows(TimePoint now);
+  void FailRun(ActiveRun& active, const std::string& reason, TimePoint now);
+  void FinishRunIfDone(ActiveRun& active, TimePoint now);
+  void Dispatch(TimePoint now);
+  TaskSpec MakeSpec(const ActiveRun& active, const TaskInstance& ti, const std::string& log_path) const;
+  std::string LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const;
+  Status Persist();
+  std::optional<TimePoint> NextWake(TimePoint now) const;
+  const Task* TaskOf(const ActiveRun& active, const TaskInstance& ti) const;
+  std::optional<std::string> WindowOf(const ActiveRun& active, const Task& task) const;
+  void SetWaitingReason(ActiveRun& active, size_t index, std::optional<std::string> reason);
+  void RunCallback(const ActiveRun& active, const std::string& name, const std::string& command);
+
+  SchedulerOptions options_;
+  Store& store_;
+  Executor& executor_;
+  const Clock& clock_;
+  const std::map<std::string, Dag>& dags_;
+  bool dispatching_ = true;
+  std::optional<TimePoint> heartbeat_;
+
+  std::map<int64_t, ActiveRun> runs_;  // unfinished runs by run_pk
+  std::map<TaskInstanceKey, ActiveTry> active_tries_;
+  std::vector<TaskSpec> to_submit_;    // queued this pass; submitted after the commit
+  std::vector<ExecutorEvent> submit_failures_;  // tries the executor refused; handled next pass
+  std::vector<int64_t> finished_runs_;  // unloaded after the commit
+  std::map<std::string, std::optional<TimePoint>> last_scheduled_;  // dag_id -> newest logical_date
+  std::map<std::string, bool> paused_;  // dag_id -> is_paused, refreshed each pass
+  std::map<int64_t, TimePoint> ready_since_;  // task instance id -> when it became ready
+  SchedulerMetrics metrics_;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,472 @@
+// The scheduler against a fake executor, a fake clock and a real SQLite file.
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+
+namespace nightshift {
+namespace {
+
+using std::chrono::seconds;
+
+TimePoint T(const char* text) { return *ParseTimestamp(text, "UTC"); }
+
+class FakeClock : public Clock {
+ public:
+  TimePoint Now() const override { return now; }
+  TimePoint now = T("2026-11-28T12:00:00Z");
+};
+
+// Records what it is asked to do; the test decides what happens to each try.
+class FakeExecutor : public Executor {
+ public:
+  size_t FreeSlots() const override { return 1000; }
+  Status Submit(const TaskSpec& spec) override {
+    submitted.push_back(spec);
+    return Status::OK();
+  }
+  std::vector<ExecutorEvent> Drain() override { return std::exchange(events, {}); }
+  Status Cancel(const TaskInstanceKey& key) override {
+    cancelled.push_back(key);
+    return Status::OK();
+  }
+  std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) override {
+    std::vector<TaskInstanceKey> keys;
+    for (const RunningTask& t : tasks) {
+      adopted.push_back(t);
+      keys.push_back(t.key);
+    }
+    return keys;
+  }
+
+  void Start(const TaskSpec& spec, int64_t pid = 100) {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kStarted;
+    e.key = spec.key;
+    e.pid = pid;
+    events.push_back(e);
+  }
+  void Finish(const TaskInstanceKey& key, int exit_code) {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kFinished;
+    e.key = key;
+    e.exit_code = exit_code;
+    events.push_back(e);
+  }
+  // Starts and finishes every submitted try not yet handled.
+  std::vector<std::string> TaskIds() const {
+    std::vector<std::string> ids;
+    for (const TaskSpec& s : submitted) ids.push_back(s.key.task_id);
+    return ids;
+  }
+
+  std::vector<TaskSpec> submitted;
+  std::vector<TaskInstanceKey> cancelled;
+  std::vector<RunningTask> adopted;
+  std::vector<ExecutorEvent> events;
+};
+
+Task MakeTask(const std::string& id, std::vector<std::string> deps = {}) {
+  Task t;
+  t.task_id = id;
+  t.command = "echo " + id;
+  t.depends_on = std::move(deps);
+  return t;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nightshift-sched-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto store = OpenSqliteStore(dir_ + "/state.db");
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    ASSERT_TRUE(store_->Migrate().ok());
+    options_.logs_dir = dir_ + "/logs";
+    options_.create_scheduled_runs = false;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void AddDag(Dag dag) {
+    dag.file_path = dir_ + "/dags/" + dag.dag_id + ".yaml";
+    DagRecord record;
+    record.dag_id = dag.dag_id;
+    ASSERT_TRUE(store_->UpsertDag(record).ok());
+    dags_[dag.dag_id] = std::move(dag);
+  }
+  Scheduler& Make() {
+    scheduler_ = std::make_unique<Scheduler>(options_, *store_, executor_, clock_, dags_);
+    EXPECT_TRUE(scheduler_->Recover().ok());
+    return *scheduler_;
+  }
+  std::optional<TimePoint> Pass() {
+    auto next = scheduler_->RunPass();
+    EXPECT_TRUE(next.ok()) << next.status().ToString();
+    return next.ok() ? *next : std::nullopt;
+  }
+  // Starts and finishes (with `exit_code`) every try submitted since the last call.
+  void CompleteSubmitted(int exit_code = 0) {
+    for (size_t i = completed_; i < executor_.submitted.size(); ++i) {
+      executor_.Start(executor_.submitted[i]);
+      executor_.Finish(executor_.submitted[i].key, exit_code);
+    }
+    completed_ = executor_.submitted.size();
+  }
+  TaskInstance Ti(int64_t run_pk, const std::string& task_id) {
+    auto tis = store_->ListTaskInstances(run_pk);
+    for (const TaskInstance& ti : *tis) {
+      if (ti.task_id == task_id) return ti;
+    }
+    ADD_FAILURE() << "no task " << task_id;
+    return {};
+  }
+  RunState RunStateOf(int64_t run_pk) { return (*store_->GetRunById(run_pk))->state; }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  FakeClock clock_;
+  FakeExecutor executor_;
+  SchedulerOptions options_;
+  std::map<std::string, Dag> dags_;
+  std::unique_ptr<Scheduler> scheduler_;
+  size_t completed_ = 0;
+};
+
+TEST_F(SchedulerTest, DiamondRunsInDependencyOrder) {
+  Dag dag;
+  dag.dag_id = "diamond";
+  dag.tasks = {MakeTask("a"), MakeTask("b", {"a"}), MakeTask("c", {"a"}), MakeTask("d", {"b", "c"})};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("diamond", std::nullopt, std::nullopt, "{}");
+  ASSERT_TRUE(run.ok());
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a"}));
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a", "b", "c"}));
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(RunStateOf(run->id), RunState::kRunning);
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "d").state, TaskState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "d").try_number, 1);
+}
+
+TEST_F(SchedulerTest, QueuedIsCommittedBeforeTheProcessStarts) {
+  Dag dag;
+  dag.dag_id = "one";
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("one", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 1u);
+  // The store already says queued, with a try row and its log path, when Submit is called.
+  TaskInstance ti = Ti(run->id, "a");
+  EXPECT_EQ(ti.state, TaskState::kQueued);
+  auto tries = store_->ListTries(ti.id);
+  ASSERT_EQ(tries->size(), 1u);
+  EXPECT_EQ((*tries)[0].log_path, executor_.submitted[0].log_path);
+  executor_.Start(executor_.submitted[0], 4242);
+  Pass();
+  ti = Ti(run->id, "a");
+  EXPECT_EQ(ti.state, TaskState::kRunning);
+  EXPECT_EQ(ti.pid, 4242);
+}
+
+TEST_F(SchedulerTest, RetriesWithBackoffThenSucceed) {
+  Dag dag;
+  dag.dag_id = "retry";
+  Task t = MakeTask("flaky");
+  t.retries = 2;
+  t.retry_delay = seconds(10);
+  t.retry_exponential_backoff = true;
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("retry", std::nullopt, std::nullopt, "{}");
+  Pass();
+  CompleteSubmitted(1);
+  auto next = Pass();
+  EXPECT_EQ(Ti(run->id, "flaky").state, TaskState::kUpForRetry);
+  EXPECT_EQ(next, clock_.now + seconds(10));
+  clock_.now += seconds(9);
+  Pass();
+  EXPECT_EQ(executor_.submitted.size(), 1u);
+  clock_.now += seconds(1);
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  EXPECT_EQ(executor_.submitted[1].key.try_number, 2);
+  EXPECT_EQ(executor_.submitted[1].env.at("NIGHTSHIFT_TRY_NUMBER"), "2");
+  CompleteSubmitted(1);
+  next = Pass();
+  EXPECT_EQ(next, clock_.now + seconds(20));  // doubled
+  clock_.now += seconds(20);
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 3u);
+  CompleteSubmitted(0);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "flaky").state, TaskState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "flaky").try_number, 3);
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+}
+
+TEST_F(SchedulerTest, FailurePropagatesAsUpstreamFailedAndFailsTheRun) {
+  Dag dag;
+  dag.dag_id = "fail";
+  Task cleanup = MakeTask("cleanup", {"a"});
+  cleanup.trigger_rule = TriggerRule::kAllDone;
+  dag.tasks = {MakeTask("a"), MakeTask("b", {"a"}), MakeTask("c", {"b"}), cleanup};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("fail", std::nullopt, std::nullopt, "{}");
+  Pass();
+  CompleteSubmitted(3);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "a").state, TaskState::kFailed);
+  EXPECT_EQ(Ti(run->id, "b").state, TaskState::kUpstreamFailed);
+  EXPECT_EQ(Ti(run->id, "c").state, TaskState::kUpstreamFailed);
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a", "cleanup"}));
+  CompleteSubmitted(0);
+  Pass();
+  // A leaf (c) ended upstream_failed: the run failed even though cleanup succeeded.
+  EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+}
+
+TEST_F(SchedulerTest, ParallelismAndPoolsLimitStartsAndSayWhy) {
+  options_.parallelism = 3;
+  options_.pools = {{"default", 128}, {"db", 1}};
+  Dag dag;
+  dag.dag_id = "wide";
+  for (int i = 0; i < 5; ++i) dag.tasks.push_back(MakeTask("t" + std::to_string(i)));
+  dag.tasks[0].pool = "db";
+  dag.tasks[1].pool = "db";
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("wide", std::nullopt, std::nullopt, "{}");
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"t0", "t2", "t3"}));
+  EXPECT_EQ(Ti(run->id, "t1").waiting_reason, "pool db full (1/1)");
+  EXPECT_EQ(Ti(run->id, "t4").waiting_reason, "parallelism reached (3/3)");
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"t0", "t2", "t3", "t1", "t4"}));
+  EXPECT_EQ(Ti(run->id, "t1").waiting_reason, std::nullopt);
+}
+
+TEST_F(SchedulerTest, MaxActiveTasksLimitsOneDag) {
+  Dag dag;
+  dag.dag_id = "limited";
+  dag.max_active_tasks = 1;
+  dag.tasks = {MakeTask("a"), MakeTask("b")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("limited", std::nullopt, std::nullopt, "{}");
+  Pass();
+  EXPECT_EQ(executor_.submitted.size(), 1u);
+  EXPECT_EQ(Ti(run->id, "b").waiting_reason, "max_active_tasks reached (1/1)");
+}
+
+TEST_F(SchedulerTest, HigherPriorityStartsFirst) {
+  options_.parallelism = 1;
+  Dag dag;
+  dag.dag_id = "prio";
+  dag.tasks = {MakeTask("low"), MakeTask("high"), MakeTask("mid")};
+  dag.tasks[0].priority_weight = 1;
+  dag.tasks[1].priority_weight = 10;
+  dag.tasks[2].priority_weight = 5;
+  AddDag(dag);
+  Scheduler& s = Make();
+  s.TriggerRun("prio", std::nullopt, std::nullopt, "{}");
+  for (int i = 0; i < 3; ++i) {
+    Pass();
+    CompleteSubmitted();
+  }
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"high", "mid", "low"}));
+}
+
+TEST_F(SchedulerTest, ClosedWindowHoldsTasksUntilItOpens) {
+  auto window = Window::Parse("nightly", "UTC", {"22:00-06:00"}, OnClose::kDrain);
+  ASSERT_TRUE(window.ok());
+  options_.windows.emplace("nightly", *window);
+  Dag dag;
+  dag.dag_id = "win";
+  dag.window = "nightly";
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("win", std::nullopt, std::nullopt, "{}");
+  auto next = Pass();
+  EXPECT_TRUE(executor_.submitted.empty());
+  EXPECT_EQ(Ti(run->id, "a").waiting_reason, "window nightly closed until 2026-11-28T22:00:00+00:00");
+  EXPECT_EQ(next, T("2026-11-28T22:00:00Z"));
+  clock_.now = *next;
+  Pass();
+  EXPECT_EQ(executor_.submitted.size(), 1u);
+}
+
+TEST_F(SchedulerTest, WindowKillStopsAndRequeuesWithoutUsingARetry) {
+  auto window = Window::Parse("nightly", "UTC", {"10:00-12:30"}, OnClose::kKill);
+  ASSERT_TRUE(window.ok());
+  options_.windows.emplace("nightly", *window);
+  Dag dag;
+  dag.dag_id = "killme";
+  dag.window = "nightly";
+  dag.tasks = {MakeTask("long")};  // retries = 0
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("killme", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 1u);
+  executor_.Start(executor_.submitted[0]);
+  Pass();
+  clock_.now = T("2026-11-28T12:30:00Z");
+  Pass();
+  ASSERT_EQ(executor_.cancelled.size(), 1u);
+  executor_.Finish(executor_.submitted[0].key, 143);
+  Pass();
+  TaskInstance ti = Ti(run->id, "long");
+  EXPECT_EQ(ti.state, TaskState::kScheduled);
+  EXPECT_EQ(ti.max_tries, 2);
+  EXPECT_EQ(ti.waiting_reason, "window nightly closed until 2026-11-29T10:00:00+00:00");
+  clock_.now = T("2026-11-29T10:00:00Z");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  EXPECT_EQ(executor_.submitted[1].key.try_number, 2);
+}
+
+TEST_F(SchedulerTest, ExecutionTimeoutCancelsAndFailsTheTry) {
+  Dag dag;
+  dag.dag_id = "slow";
+  Task t = MakeTask("sleepy");
+  t.execution_timeout = seconds(30);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("slow", std::nullopt, std::nullopt, "{}");
+  Pass();
+  executor_.Start(executor_.submitted[0]);
+  auto next = Pass();
+  EXPECT_EQ(next, clock_.now + seconds(30));
+  clock_.now += seconds(30);
+  Pass();
+  ASSERT_EQ(executor_.cancelled.size(), 1u);
+  executor_.Finish(executor_.submitted[0].key, 143);
+  Pass();
+  TaskInstance ti = Ti(run->id, "sleepy");
+  EXPECT_EQ(ti.state, TaskState::kFailed);
+  auto tries = store_->ListTries(ti.id);
+  EXPECT_EQ((*tries)[0].reason, "execution_timeout 30s exceeded");
+  EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+}
+
+TEST_F(SchedulerTest, RestartAdoptsRunningTriesAndNeverRerunsSuccess) {
+  Dag dag;
+  dag.dag_id = "crash";
+  dag.tasks = {MakeTask("a"), MakeTask("b", {"a"})};
+  AddDag(dag);
+  Make();
+  auto run = scheduler_->TriggerRun("crash", std::nullopt, std::nullopt, "{}");
+  Pass();
+  CompleteSubmitted();
+  Pass();  // a succeeded, b queued and submitted
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  executor_.Start(executor_.submitted[1], 777);
+  Pass();  // b running
+  // The daemon dies; a new one starts on the same database.
+  scheduler_.reset();
+  FakeExecutor fresh;
+  Scheduler restarted(options_, *store_, fresh, clock_, dags_);
+  ASSERT_TRUE(restarted.Recover().ok());
+  ASSERT_EQ(fresh.adopted.size(), 1u);
+  EXPECT_EQ(fresh.adopted[0].key.task_id, "b");
+  EXPECT_EQ(fresh.adopted[0].pid, 777);
+  ASSERT_TRUE(restarted.RunPass().ok());
+  EXPECT_TRUE(fresh.submitted.empty());  // a is not run again, b is followed, not restarted
+  fresh.Finish(fresh.adopted[0].key, 0);
+  ASSERT_TRUE(restarted.RunPass().ok());
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "a").try_number, 1);
+  EXPECT_EQ(Ti(run->id, "b").try_number, 1);
+}
+
+TEST_F(SchedulerTest, EnvironmentCarriesParamsConfAndRunFacts) {
+  Dag dag;
+  dag.dag_id = "env";
+  dag.timezone = "Europe/Berlin";
+  dag.params = {{"region", "eu"}, {"limit", "100"}};
+  dag.env = {{"LANG", "C.UTF-8"}};
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("env", "r1", T("2026-11-27T23:30:00Z"), R"({"region":"us","n":[1,2]})");
+  ASSERT_TRUE(run.ok());
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 1u);
+  const auto& env = executor_.submitted[0].env;
+  EXPECT_EQ(env.at("NIGHTSHIFT_PARAM_REGION"), "us");
+  EXPECT_EQ(env.at("NIGHTSHIFT_PARAM_LIMIT"), "100");
+  EXPECT_EQ(env.at("NIGHTSHIFT_PARAM_N"), "[1,2]");
+  EXPECT_EQ(env.at("NIGHTSHIFT_RUN_ID"), "r1");
+  EXPECT_EQ(env.at("NIGHTSHIFT_DAG_ID"), "env");
+  EXPECT_EQ(env.at("NIGHTSHIFT_TASK_ID"), "a");
+  EXPECT_EQ(env.at("NIGHTSHIFT_TRY_NUMBER"), "1");
+  EXPECT_EQ(env.at("NIGHTSHIFT_LOGICAL_DATE"), "2026-11-27T23:30:00Z");
+  EXPECT_EQ(env.at("NIGHTSHIFT_DS"), "2026-11-28");  // the date in the DAG's time zone
+  EXPECT_EQ(env.at("LANG"), "C.UTF-8");
+  // conf never reaches the command string.
+  EXPECT_EQ(executor_.submitted[0].command, "echo a");
+  EXPECT_FALSE(s.TriggerRun("env", "r1", std::nullopt, "{}").ok());
+  EXPECT_TRUE(s.TriggerRun("env", "r1", std::nullopt, "{}").status().IsAlreadyExists());
+  EXPECT_TRUE(s.TriggerRun("env", "r2", std::nullopt, "[1]").status().IsInvalidArgument());
+}
+
+TEST_F(SchedulerTest, SchedulesCreateCatchupRunsAndRespectMaxActiveRuns) {
+  options_.create_scheduled_runs = true;
+  Dag dag;
+  dag.dag_id = "daily";
+  dag.schedule = "0 2 * * *";
+  dag.start_date = T("2026-11-25T00:00:00Z");
+  dag.catchup = true;
+  dag.max_active_runs = 1;
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Make();
+  auto next = Pass();
+  auto page = store_->ListRuns(RunQuery{});
+  ASSERT_EQ(page->runs.size(), 3u);  // 25th, 26th, 27th; the 28th's interval ends tomorrow
+  EXPECT_EQ(page->runs.back().run_id, "scheduled__2026-11-25T02:00:00Z");
+  EXPECT_EQ(page->runs.back().state, RunState::kRunning);
+  EXPECT_EQ(page->runs.front().state, RunState::kQueued);
+  EXPECT_EQ(next, T("2026-11-29T02:00:00Z"));
+  EXPECT_EQ(executor_.submitted.size(), 1u);
+  EXPECT_EQ(executor_.submitted[0].env.at("NIGHTSHIFT_DS"), "2026-11-25");
+}
+
+TEST_F(SchedulerTest, PausedDagsCreateNoRuns) {
+  options_.create_scheduled_runs = true;
+  Dag dag;
+  dag.dag_id = "paused";
+  dag.schedule = "@hourly";
+  dag.start_date = T("2026-11-28T00:00:00Z");
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  ASSERT_TRUE(store_->SetPaused("paused", true).ok());
+  Make();
+  Pass();
+  EXPECT_EQ(store_->ListRuns(RunQuery{})->total_entries, 0);
+  ASSERT_TRUE(store_->SetPaused("paused", false).ok());
+  Pass();
+  EXPECT_EQ(store_->ListRuns(RunQuery{})->total_entries, 1);  // catchup off: the latest hour only
+}
+
+}  // namespace
+}  // namespace nightshift
