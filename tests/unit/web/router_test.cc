@@ -1,0 +1,295 @@
+// The API as a pure function: requests in, responses out, no sockets.
+#include "web/router.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace nightshift {
+namespace {
+
+using json = nlohmann::json;
+
+class FixedClock : public Clock {
+ public:
+  TimePoint Now() const override { return *ParseTimestamp("2026-11-28T12:00:00Z", "UTC"); }
+};
+
+class NullExecutor : public Executor {
+ public:
+  size_t FreeSlots() const override { return 100; }
+  Status Submit(const TaskSpec&) override { return Status::OK(); }
+  std::vector<ExecutorEvent> Drain() override { return {}; }
+  Status Cancel(const TaskInstanceKey&) override { return Status::OK(); }
+  std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask>) override { return {}; }
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nightshift-router-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    std::filesystem::create_directories(dir_ + "/dags");
+    Write("dags/etl.yaml",
+          "description: nightly load\nschedule: '0 2 * * *'\ntags: [etl]\ntasks:\n"
+          "  - {task_id: a, command: 'true'}\n  - {task_id: b, command: 'true', depends_on: [a]}\n");
+    Write("dags/broken.yaml", "tasks:\n  - {task_id: a, command: 'true', depends_on: [nope]}\n");
+    config_.dags_folder = dir_ + "/dags";
+    config_.state_dir = dir_;
+    store_ = OpenSqliteStore(dir_ + "/state.db").value();
+    ASSERT_TRUE(store_->Migrate().ok());
+    registry_ = std::make_unique<DagRegistry>(config_, *store_, clock_);
+    ASSERT_TRUE(registry_->Refresh().ok());
+    SchedulerOptions options;
+    options.logs_dir = dir_ + "/logs";
+    options.create_scheduled_runs = false;  // runs come from the tests' triggers only
+    scheduler_ = std::make_unique<Scheduler>(options, *store_, executor_, clock_, registry_->dags());
+    ApiContext context;
+    context.config = &config_;
+    context.dags = registry_.get();
+    context.store = store_.get();
+    context.clock = &clock_;
+    context.scheduler = scheduler_.get();
+    context.api_token = "s3cret";
+    context.latest_heartbeat = [] { return std::optional<TimePoint>(); };
+    router_ = std::make_unique<ApiRouter>(context);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Write(const std::string& rel, const std::string& text) { std::ofstream(dir_ + "/" + rel) << text; }
+
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
+                    bool auth = true) {
+    HttpRequest r;
+    r.method = method;
+    r.target = target;
+    r.body = body;
+    if (auth) r.headers["authorization"] = "Bearer s3cret";
+    return router_->Handle(r);
+  }
+  json Body(const HttpResponse& r) { return json::parse(r.body); }
+
+  std::string dir_;
+  Config config_;
+  FixedClock clock_;
+  NullExecutor executor_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<DagRegistry> registry_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ApiRouter> router_;
+};
+
+TEST_F(RouterTest, HealthIsOpenAndShaped) {
+  HttpResponse r = Call("GET", "/api/v1/health", "", false);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Body(r), json::parse(R"({"status":"ok","scheduler":{"latest_heartbeat":null}})"));
+}
+
+TEST_F(RouterTest, DagsListHasTheContractFields) {
+  json body = Body(Call("GET", "/api/v1/dags", "", false));
+  EXPECT_EQ(body["total_entries"], 1);
+  const json& dag = body["dags"][0];
+  EXPECT_EQ(dag["dag_id"], "etl");
+  EXPECT_EQ(dag["description"], "nightly load");
+  EXPECT_EQ(dag["schedule"], "0 2 * * *");
+  EXPECT_EQ(dag["is_paused"], false);
+  EXPECT_EQ(dag["window"], nullptr);
+  EXPECT_EQ(dag["next_run"], "2026-11-29T02:00:00Z");
+  EXPECT_EQ(dag["tags"], json::array({"etl"}));
+  EXPECT_EQ(dag["has_import_errors"], false);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags?limit=0"))["dags"].size(), 0u);
+  EXPECT_EQ(Call("GET", "/api/v1/dags?limit=abc").status, 400);
+}
+
+TEST_F(RouterTest, ImportErrorsCarryPosition) {
+  json errors = Body(Call("GET", "/api/v1/importErrors", "", false))["import_errors"];
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["filename"], dir_ + "/dags/broken.yaml");
+  EXPECT_EQ(errors[0]["line"], 2);
+  EXPECT_GT(errors[0]["column"], 1);
+}
+
+TEST_F(RouterTest, UnknownThingsAreJson404s) {
+  HttpResponse r = Call("GET", "/api/v1/dags/nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Body(r)["title"], "Not Found");
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/nope").status, 404);
+  EXPECT_EQ(Call("GET", "/api/v1/whatever").status, 404);
+}
+
+TEST_F(RouterTest, WritesNeedTheRightToken) {
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", "{}", false).status, 401);
+  HttpRequest r;
+  r.method = "POST";
+  r.target = "/api/v1/dags/etl/dagRuns";
+  r.headers["authorization"] = "Bearer s3cre";
+  EXPECT_EQ(router_->Handle(r).status, 401);
+  r.headers["authorization"] = "Bearer s3cret!";
+  EXPECT_EQ(router_->Handle(r).status, 401);
+  r.headers["authorization"] = "s3cret";
+  EXPECT_EQ(router_->Handle(r).status, 401);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns"))["total_entries"], 0);
+  config_.read_requires_token = true;
+  EXPECT_EQ(Call("GET", "/api/v1/dags", "", false).status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/health", "", false).status, 200);
+}
+
+TEST_F(RouterTest, TriggerListAndConflict) {
+  HttpResponse r = Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1","conf":{"x":1}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["dag_run_id"], "r1");
+  EXPECT_EQ(Body(r)["conf"], json::parse(R"({"x":1})"));
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 409);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"conf":"x"})").status, 400);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"bogus":1})").status, 400);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"logical_date":"yesterday"})").status, 400);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", "{").status, 400);
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns",
+                 R"({"dag_run_id":"r0","logical_date":"2026-01-01T00:00:00Z"})").status, 200);
+  json runs = Body(Call("GET", "/api/v1/dags/etl/dagRuns"));
+  EXPECT_EQ(runs["total_entries"], 2);
+  EXPECT_EQ(runs["dag_runs"][0]["dag_run_id"], "r1");  // newest logical_date first
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns?state=success"))["total_entries"], 0);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns?state=bogus").status, 400);
+  json tis = Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances"))["task_instances"];
+  ASSERT_EQ(tis.size(), 2u);
+  EXPECT_EQ(tis[0]["task_id"], "a");
+  EXPECT_EQ(tis[0]["state"], "scheduled");
+  EXPECT_EQ(tis[0]["map_index"], -1);
+}
+
+TEST_F(RouterTest, PauseAndUnpause) {
+  HttpResponse r = Call("PATCH", "/api/v1/dags/etl", R"({"is_paused":true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["is_paused"], true);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl"))["is_paused"], true);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl", R"({"is_paused":"yes"})").status, 400);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/nope", R"({"is_paused":true})").status, 404);
+}
+
+TEST_F(RouterTest, OpenApiDescribesExactlyTheRoutes) {
+  HttpResponse r = Call("GET", "/api/v1/openapi.json", "", false);
+  ASSERT_EQ(r.status, 200);
+  json spec = Body(r);
+  EXPECT_EQ(spec["openapi"].get<std::string>().substr(0, 2), "3.");
+  std::set<std::pair<std::string, std::string>> described;
+  for (const auto& [path, ops] : spec["paths"].items()) {
+    for (const auto& [method, op] : ops.items()) {
+      std::string upper = method;
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      described.insert({upper, path});
+    }
+  }
+  std::set<std::pair<std::string, std::string>> routed(ApiRoutes().begin(), ApiRoutes().end());
+  EXPECT_EQ(described, routed);
+}
+
+TEST_F(RouterTest, LogsFollowByOffsetAndIdsCannotEscape) {
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+  ASSERT_TRUE(scheduler_->RunPass().ok());  // a is queued, its try row written
+  auto run = store_->GetRun("etl", "r1");
+  auto tis = store_->ListTaskInstances((*run)->id);
+  auto tries = store_->ListTries((*tis)[0].id);
+  ASSERT_EQ(tries->size(), 1u);
+  std::filesystem::create_directories(std::filesystem::path((*tries)[0].log_path).parent_path());
+  std::ofstream((*tries)[0].log_path) << "line one\nline two\n";
+
+  HttpResponse r = Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/logs/1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "line one\nline two\n");
+  auto header = [&](const HttpResponse& resp, const std::string& name) {
+    for (const auto& [k, v] : resp.headers) {
+      if (k == name) return v;
+    }
+    return std::string();
+  };
+  EXPECT_EQ(header(r, "X-Next-Offset"), "18");
+  EXPECT_EQ(header(r, "X-Log-Complete"), "false");  // the try is still queued
+  r = Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/logs/1?offset=9");
+  EXPECT_EQ(r.body, "line two\n");
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/logs/2").status, 404);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/logs/x").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/..%2F..%2Fetc%2Fpasswd/logs/1").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/..%2F..%2F/taskInstances/a/logs/1").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/..%2Fetc/dagRuns/r1/taskInstances/a/logs/1").status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/logs/1?offset=-1").status, 400);
+
+  json tries_body = Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/tries"));
+  ASSERT_EQ(tries_body["tries"].size(), 1u);
+  EXPECT_EQ(tries_body["tries"][0]["state"], "queued");
+}
+
+TEST_F(RouterTest, MarkAndClearMoveTheRunOn) {
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+  ASSERT_TRUE(scheduler_->RunPass().ok());
+  HttpResponse r = Call("PATCH", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a", R"({"state":"failed"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["task_instances"][0]["state"], "failed");
+  ASSERT_TRUE(scheduler_->RunPass().ok());
+  json tis = Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances"))["task_instances"];
+  EXPECT_EQ(tis[1]["state"], "upstream_failed");
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1"))["state"], "failed");
+  // Marking a success lets b run: the run is running again.
+  ASSERT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a", R"({"state":"success"})").status, 200);
+  ASSERT_TRUE(scheduler_->RunPass().ok());
+  tis = Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1/taskInstances"))["task_instances"];
+  EXPECT_EQ(tis[1]["state"], "queued") << tis.dump();
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns/r1"))["state"], "running");
+  // Clear with downstream: both back to scheduled.
+  r = Call("POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/clear", R"({"downstream":true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  tis = Body(r)["task_instances"];
+  EXPECT_EQ(tis[0]["state"], "scheduled");
+  EXPECT_EQ(tis[1]["state"], "scheduled");
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/zz/clear", "{}").status, 404);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/clear", R"({"downstream":1})").status, 400);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a", R"({"state":"running"})").status, 400);
+  // Mark the whole run.
+  r = Call("PATCH", "/api/v1/dags/etl/dagRuns/r1", R"({"state":"success"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["state"], "success");
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/nope", R"({"state":"success"})").status, 404);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/r1", R"({"state":"queued"})").status, 400);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/r1", R"({"state":"failed"})", false).status, 401);
+}
+
+TEST_F(RouterTest, GridWindowsAndMetrics) {
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+  ASSERT_TRUE(scheduler_->RunPass().ok());
+  json grid = Body(Call("GET", "/api/v1/dags/etl/grid"));
+  EXPECT_EQ(grid["tasks"], json::array({"a", "b"}));
+  ASSERT_EQ(grid["runs"].size(), 1u);
+  EXPECT_EQ(grid["runs"][0]["states"], json::array({"queued", "scheduled"}));
+  EXPECT_EQ(Call("GET", "/api/v1/dags/nope/grid").status, 404);
+
+  config_.windows.emplace("nightly", *Window::Parse("nightly", "UTC", {"22:00-06:00"}, OnClose::kKill));
+  json windows = Body(Call("GET", "/api/v1/windows"))["windows"];
+  ASSERT_EQ(windows.size(), 1u);
+  EXPECT_EQ(windows[0]["name"], "nightly");
+  EXPECT_EQ(windows[0]["is_open"], false);
+  EXPECT_EQ(windows[0]["next_change"], "2026-11-28T22:00:00+00:00");
+
+  HttpResponse m = Call("GET", "/metrics", "", false);
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("nightshift_dag_runs{state=\"running\"} 1\n"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("nightshift_task_instances{state=\"queued\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("nightshift_window_open{window=\"nightly\"} 0\n"), std::string::npos);
+  EXPECT_NE(m.body.find("nightshift_pool_used{pool=\"default\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("# TYPE nightshift_scheduler_pass_duration_seconds histogram"), std::string::npos);
+  EXPECT_NE(m.body.find("nightshift_scheduler_passes_total 1\n"), std::string::npos);
+}
+
+TEST_F(RouterTest, ServesTheDashboardFromTheBinary) {
+  HttpResponse r = Call("GET", "/", "", false);
+  if (r.status == 404) GTEST_SKIP() << "no dashboard files embedded yet";
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/html; charset=utf-8");
+  EXPECT_EQ(Call("GET", "/static/../CMakeLists.txt", "", false).status, 404);
+}
+
+}  // namespace
+}  // namespace nightshift
