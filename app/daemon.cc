@@ -1,0 +1,202 @@
+#include "app/daemon.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <spdlog/spdlog.h>
+
+#include "app/api_token.h"
+#include "app/config.h"
+#include "app/state_dir.h"
+#include "dags/dag_loader.h"
+#include "executor/local_executor.h"
+#include "scheduler/dag_registry.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/scheduler_loop.h"
+#include "store/store.h"
+#include "web/http_server.h"
+#include "web/router.h"
+
+namespace nightshift {
+namespace {
+
+namespace net = boost::asio;
+
+// How often the DAGs folder is checked for changed files: a stat per file, cheap. This is not
+// how work is scheduled (the loop wakes on events); it only notices edits.
+constexpr auto kDagRescanInterval = std::chrono::seconds(2);
+
+void LogDags(const DagRegistry& registry) {
+  for (const auto& [dag_id, dag] : registry.dags()) {
+    spdlog::info("DAG {} ({} tasks, schedule {}) from {}", dag_id, dag.tasks.size(), dag.schedule.value_or("none"),
+                 dag.file_path);
+  }
+  for (const ImportError& error : registry.import_errors()) {
+    spdlog::warn("import error: {}", FormatImportError(error));
+  }
+}
+
+}  // namespace
+
+int ServeDaemon(const Config& initial_config) {
+  Config config = initial_config;
+  StateDirLock lock;
+  if (Status s = lock.Acquire(config.state_dir); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  auto store = OpenSqliteStore(config.DatabasePath());
+  if (!store.ok()) {
+    spdlog::error("cannot open state database {}: {}", config.DatabasePath(), store.status().ToString());
+    return 1;
+  }
+  if (Status s = (*store)->Migrate(); !s.ok()) {
+    spdlog::error("cannot migrate state database {}: {}", config.DatabasePath(), s.ToString());
+    return 1;
+  }
+  auto version = (*store)->SchemaVersion();
+  spdlog::info("state database {} at schema version {}", config.DatabasePath(), version.ok() ? *version : -1);
+
+  SystemClock clock;
+  DagRegistry registry(config, **store, clock);
+  if (auto changed = registry.Refresh(); !changed.ok()) {
+    spdlog::error("cannot record DAGs: {}", changed.status().ToString());
+    return 1;
+  }
+  spdlog::info("loaded {} DAGs from {} ({} import errors)", registry.dags().size(), config.dags_folder,
+               registry.import_errors().size());
+  LogDags(registry);
+
+  net::io_context io;
+  std::function<void()> wake;
+  LocalExecutorOptions executor_options;
+  executor_options.slots = static_cast<size_t>(config.parallelism) + 16;  // callbacks need room too
+  executor_options.kill_grace = config.kill_grace;
+  LocalExecutor executor(io, executor_options, [&] { if (wake) wake(); });
+  Scheduler scheduler(SchedulerOptions::FromConfig(config), **store, executor, clock, registry.dags());
+  SchedulerLoop loop(io, scheduler, clock);
+  wake = [&] { loop.Wake(); };
+  if (Status s = scheduler.Recover(); !s.ok()) {
+    spdlog::error("cannot recover state: {}", s.ToString());
+    return 1;
+  }
+
+  // Alive as long as the event loop turns: the later of the last pass and the last rescan.
+  std::optional<TimePoint> ticked = clock.Now();
+  auto token = LoadOrCreateApiToken(config.TokenFile());
+  if (!token.ok()) {
+    spdlog::error("{}", token.status().message());
+    return 1;
+  }
+  ApiContext api;
+  api.api_token = *token;
+  api.scheduler = &scheduler;
+  api.wake_scheduler = [&] { loop.Wake(); };
+  api.config = &config;
+  api.dags = &registry;
+  api.store = store->get();
+  api.clock = &clock;
+  api.latest_heartbeat = [&]() -> std::optional<TimePoint> {
+    std::optional<TimePoint> pass = scheduler.latest_heartbeat();
+    if (!pass || (ticked && *ticked > *pass)) return ticked;
+    return pass;
+  };
+  ApiRouter router(api);
+
+  HttpServer server(io, [&router](const HttpRequest& r) { return router.Handle(r); });
+  if (Status s = server.Listen(config.listen); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  spdlog::info("serving http://{} (pid {})", config.listen, getpid());
+
+  net::steady_timer rescan(io);
+  std::function<void()> schedule_rescan = [&] {
+    rescan.expires_after(kDagRescanInterval);
+    rescan.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto changed = registry.Refresh();
+      if (!changed.ok()) {
+        spdlog::error("cannot record DAGs: {}", changed.status().ToString());
+      } else if (*changed) {
+        spdlog::info("DAGs folder changed: {} DAGs, {} import errors", registry.dags().size(),
+                     registry.import_errors().size());
+        LogDags(registry);
+        loop.Wake();
+      }
+      ticked = clock.Now();
+      schedule_rescan();
+    });
+  };
+  schedule_rescan();
+
+  // SIGTERM / SIGINT: start nothing new, give running tries `shutdown_grace` to end, then exit.
+  // Tries still running are left alone and adopted by the next start.
+  bool stopping = false;
+  net::steady_timer grace(io);
+  auto finish = [&] {
+    loop.Stop();
+    server.Stop();
+    rescan.cancel();
+    grace.cancel();
+    io.stop();
+  };
+  loop.set_after_pass([&] {
+    if (stopping && scheduler.ActiveTries() == 0) finish();
+  });
+  net::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    stopping = true;
+    scheduler.StopDispatching();
+    size_t active = scheduler.ActiveTries();
+    spdlog::info("received signal {}: starting no new tasks; {} running", signo, active);
+    if (active == 0) return finish();
+    grace.expires_after(config.shutdown_grace);
+    grace.async_wait([&](const boost::system::error_code& gec) {
+      if (gec) return;
+      spdlog::info("shutdown grace over: leaving {} running tries to be adopted on the next start",
+                   scheduler.ActiveTries());
+      finish();
+    });
+  });
+
+  // SIGHUP: re-read the config (limits, pools, windows) and every DAG file.
+  net::signal_set reload_signal(io, SIGHUP);
+  std::function<void()> wait_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      if (config.config_path.empty()) {
+        spdlog::info("SIGHUP: rescanning the DAGs folder");
+      } else if (auto reloaded = LoadConfig(config.config_path); !reloaded.ok()) {
+        spdlog::error("SIGHUP: config not reloaded, keeping the old one:\n{}", reloaded.status().message());
+      } else {
+        spdlog::info("SIGHUP: reloaded {}", config.config_path);
+        // The listener, state directory and DAGs folder stay as they were started.
+        Config next = *reloaded;
+        next.listen = config.listen;
+        next.state_dir = config.state_dir;
+        next.dags_folder = config.dags_folder;
+        config = next;
+        scheduler.set_options(SchedulerOptions::FromConfig(config));
+        registry.Reconfigure(config);
+      }
+      if (auto changed = registry.Refresh(); changed.ok() && *changed) LogDags(registry);
+      loop.Wake();
+      wait_reload();
+    });
+  };
+  wait_reload();
+
+  loop.Wake();
+  io.run();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace nightshift
