@@ -337,6 +337,9 @@ class SqliteStore final : public Store {
   Status UpdateTry(const TaskTry& task_try) override;
   Result<std::vector<TaskTry>> ListTries(int64_t ti_pk) override;
   Result<std::vector<TaskTry>> ListActiveTries() override;
+  Result<std::map<std::string, int64_t>> CountRunsByState() override;
+  Result<std::map<std::string, int64_t>> CountTaskInstancesByState() override;
+  Result<std::map<std::string, int64_t>> CountByState(const char* sql);
 
  private:
   struct CachedStatement {
@@ -1107,6 +1110,29 @@ Result<std::vector<TaskTry>> SqliteStore::ListActiveTries() {
   // Literal tokens, as in the partial index task_tries_active (see ListUnfinishedRuns).
   return QueryTries("SELECT id, " NS_TRY_FIELDS
                     " FROM task_tries WHERE state IN ('queued', 'running') ORDER BY id");
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::CountByState(const char* sql) {
+  std::lock_guard lock(mu_);
+  Result<Statement> s = Prepare(sql);
+  if (!s.ok()) return s.status();
+  std::map<std::string, int64_t> counts;
+  while (true) {
+    bool has_row = false;
+    Status st = s->Step(&has_row);
+    if (!st.ok()) return st;
+    if (!has_row) break;
+    counts[s->Text(0)] = s->Int(1);
+  }
+  return counts;
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::CountRunsByState() {
+  return CountByState("SELECT state, count(*) FROM dag_runs GROUP BY state");
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::CountTaskInstancesByState() {
+  return CountByState("SELECT state, count(*) FROM task_instances GROUP BY state");
 }
 
 #undef NS_DAG_COLUMNS

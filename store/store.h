@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,6 +83,10 @@ class Store {
   virtual Result<std::vector<TaskTry>> ListTries(int64_t ti_pk) = 0;  // by try_number
   // Tries in state queued or running (for adoption after a restart).
   virtual Result<std::vector<TaskTry>> ListActiveTries() = 0;
+
+  // ---- counts for /metrics: state token -> number of rows ----
+  virtual Result<std::map<std::string, int64_t>> CountRunsByState() = 0;
+  virtual Result<std::map<std::string, int64_t>> CountTaskInstancesByState() = 0;
 };
 
 // Opens (creating if missing) the SQLite database at `path` in WAL mode with foreign keys on.
