@@ -17,6 +17,7 @@
 #include "executor/local_executor.h"
 #include "scheduler/dag_registry.h"
 #include "scheduler/scheduler.h"
+#include "scheduler/retention.h"
 #include "scheduler/scheduler_loop.h"
 #include "store/store.h"
 #include "web/http_server.h"
@@ -30,6 +31,8 @@ namespace net = boost::asio;
 // How often the DAGs folder is checked for changed files: a stat per file, cheap. This is not
 // how work is scheduled (the loop wakes on events); it only notices edits.
 constexpr auto kDagRescanInterval = std::chrono::seconds(2);
+// Retention runs at start and then this often.
+constexpr auto kRetentionInterval = std::chrono::hours(1);
 
 void LogDags(const DagRegistry& registry) {
   for (const auto& [dag_id, dag] : registry.dags()) {
@@ -135,6 +138,22 @@ int ServeDaemon(const Config& initial_config) {
   };
   schedule_rescan();
 
+  net::steady_timer retention(io);
+  std::function<void()> prune = [&] {
+    RetentionPolicy policy{config.retention_max_runs_per_dag, config.retention_max_age};
+    auto deleted = PruneFinishedRuns(**store, config.LogsDir(), policy, clock.Now());
+    if (!deleted.ok()) {
+      spdlog::error("retention failed: {}", deleted.status().ToString());
+    } else if (*deleted > 0) {
+      spdlog::info("retention: pruned {} finished runs and their logs", *deleted);
+    }
+    retention.expires_after(kRetentionInterval);
+    retention.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) prune();
+    });
+  };
+  prune();
+
   // SIGTERM / SIGINT: start nothing new, give running tries `shutdown_grace` to end, then exit.
   // Tries still running are left alone and adopted by the next start.
   bool stopping = false;
@@ -143,6 +162,7 @@ int ServeDaemon(const Config& initial_config) {
     loop.Stop();
     server.Stop();
     rescan.cancel();
+    retention.cancel();
     grace.cancel();
     io.stop();
   };

@@ -83,7 +83,7 @@ constexpr YamlAlias kTaskAliases[] = {{"id", "task_id"},
 // A mapped task makes one task instance per item or chunk; beyond this many the run's bookkeeping
 // (rows, log files, dashboard cells) would swamp everything else, and it is almost always a
 // forgotten `chunk`.
-constexpr int64_t kMaxMapInstances = 10000;
+constexpr int64_t kMaxMapInstances = 100000;
 constexpr size_t kMaxIdLength = 200;
 
 bool IsValidId(std::string_view id) {

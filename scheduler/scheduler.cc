@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "scheduler/dag_snapshot.h"
+#include "scheduler/map_expansion.h"
 #include "scheduler/retry_policy.h"
 #include "scheduler/run_schedule.h"
 #include "scheduler/trigger_rules.h"
@@ -291,7 +292,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
         // The daemon died between committing "queued" and starting the process: nothing ran,
         // so the same try starts now (it uses up nothing). While shutting down it stays
         // queued for the next start to pick up.
-        const ActiveRun& active = run_it->second;
+        ActiveRun& active = run_it->second;
         if (dispatching_) to_submit_.push_back(MakeSpec(active, active.tis[at.ti_index], at.task_try.log_path));
         return;
       }
@@ -303,12 +304,20 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
 void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now) {
   // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
   // for a timeout has failed whatever it returned.
-  const bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill);
+  bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill);
+  std::optional<std::string> output;
+  std::string output_error;
+  if (success) {
+    if (Status s = ReadOutput(at.task_try.log_path, &output); !s.ok()) {
+      success = false;  // an unusable output fails the try, and retries apply
+      output_error = s.message();
+    }
+  }
   at.task_try.state = success ? TaskState::kSuccess : TaskState::kFailed;
   at.task_try.end_date = now;
   if (exit_code >= 0) at.task_try.exit_code = exit_code;
   if (!success) {
-    std::string why = at.cancel_reason.value_or(reason);
+    std::string why = !output_error.empty() ? output_error : at.cancel_reason.value_or(reason);
     if (why.empty()) why = "exit code " + std::to_string(exit_code);
     at.task_try.reason = why;
   }
@@ -330,6 +339,7 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
     ti.state = TaskState::kSuccess;
     ti.end_date = now;
     ti.progress = 1.0;
+    ti.output = std::move(output);
     ti.waiting_reason.reset();
     spdlog::info("{} succeeded", TaskInstanceKey{active.run.dag_id, active.run.run_id, ti.task_id,
                                                   ti.map_index, at.task_try.try_number}
@@ -393,7 +403,17 @@ Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::s
     ti.pool = t.pool;
     ti.priority_weight = t.priority_weight;
     ti.max_tries = t.retries + 1;
-    tis.push_back(ti);
+    // Items and chunks are known now: one instance each. `from` starts as one placeholder
+    // (map_index -1) that expands when its upstream's output is there.
+    std::optional<int64_t> count = StaticMapCount(t);
+    if (!count) {
+      tis.push_back(ti);
+      continue;
+    }
+    for (int64_t i = 0; i < *count; ++i) {
+      ti.map_index = static_cast<int>(i);
+      tis.push_back(ti);
+    }
   }
   if (Status s = store_.CreateRun(&run, &tis); !s.ok()) return s;
   ActiveRun active;
@@ -508,6 +528,15 @@ void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
         case TriggerDecision::kWait:
           break;
         case TriggerDecision::kReady:
+          if (task->map.kind == MapSpec::Kind::kFrom && ti.map_index < 0) {
+            if (!ExpandFromOutput(active, i, *task, now)) break;
+            // The placeholder became instance 0; the new instances are evaluated below.
+            for (size_t j : active.by_task[task_id]) {
+              active.ready.insert(j);
+              ready_since_.try_emplace(active.tis[j].id, now);
+            }
+            goto next_task;
+          }
           active.ready.insert(i);
           ready_since_.try_emplace(ti.id, now);
           break;
@@ -525,7 +554,104 @@ void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
           break;
       }
     }
+  next_task:;
   }
+}
+
+const std::vector<std::string>* Scheduler::FromItems(ActiveRun& active, const Task& task) {
+  auto cached = active.map_items.find(task.task_id);
+  if (cached != active.map_items.end()) return &cached->second;
+  auto up = active.by_task.find(task.map.from);
+  if (up == active.by_task.end()) return nullptr;
+  std::vector<std::string> items;
+  bool mapped_upstream = false;
+  std::optional<std::string> single_output;
+  for (size_t j : up->second) {
+    const TaskInstance& u = active.tis[j];
+    if (u.map_index >= 0) {
+      mapped_upstream = true;
+      items.push_back(u.output ? JsonToEnvValue(*u.output) : "null");
+    } else {
+      single_output = u.output;
+    }
+  }
+  if (!mapped_upstream) {
+    if (!single_output) return nullptr;
+    auto parsed = ItemsFromOutput(task.map.from, *single_output);
+    if (!parsed.ok()) return nullptr;
+    items = std::move(*parsed);
+  }
+  return &(active.map_items[task.task_id] = std::move(items));
+}
+
+bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Task& task, TimePoint now) {
+  auto fail = [&](TaskState state, std::string reason) {
+    TaskInstance& ti = active.tis[placeholder];
+    ti.state = state;
+    ti.end_date = now;
+    ti.waiting_reason = std::move(reason);
+    active.dirty.insert(placeholder);
+    return false;
+  };
+  // A mapped upstream's outputs are the list; an unmapped one's output must be a JSON array.
+  bool upstream_has_output = false;
+  for (size_t j : active.by_task[task.map.from]) {
+    const TaskInstance& u = active.tis[j];
+    upstream_has_output = upstream_has_output || u.output.has_value() || u.map_index >= 0;
+  }
+  if (!upstream_has_output) return fail(TaskState::kFailed, "map from " + task.map.from + ": it wrote no output");
+  const std::vector<std::string>* items = FromItems(active, task);
+  if (!items) {
+    std::string why = "map from " + task.map.from + ": its output is not a JSON array";
+    for (size_t j : active.by_task[task.map.from]) {
+      if (active.tis[j].output) {
+        auto parsed = ItemsFromOutput(task.map.from, *active.tis[j].output);
+        if (!parsed.ok()) why = parsed.status().message();
+      }
+    }
+    return fail(TaskState::kFailed, why);
+  }
+  if (items->empty()) return fail(TaskState::kSkipped, "map from " + task.map.from + ": the list is empty");
+  TaskInstance first = active.tis[placeholder];
+  active.tis[placeholder].map_index = 0;
+  active.dirty.insert(placeholder);
+  for (size_t k = 1; k < items->size(); ++k) {
+    TaskInstance ti = first;
+    ti.id = 0;
+    ti.map_index = static_cast<int>(k);
+    if (Status s = store_.InsertTaskInstance(&ti); !s.ok()) {
+      spdlog::error("cannot expand {}: {}", task.task_id, s.ToString());
+      return fail(TaskState::kFailed, "cannot expand the map: " + s.message());
+    }
+    active.by_task[task.task_id].push_back(active.tis.size());
+    active.tis.push_back(ti);
+  }
+  spdlog::info("{}/{}: {} expanded to {} instances", active.run.dag_id, active.run.run_id, task.task_id, items->size());
+  return true;
+}
+
+Status Scheduler::ReadOutput(const std::string& log_path, std::optional<std::string>* output) const {
+  constexpr size_t kMaxOutput = 64 * 1024;
+  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::OK();
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return Status::IOError("cannot read the output file: " + ec.message());
+  if (size > kMaxOutput) {
+    return Status::InvalidArgument("output is " + std::to_string(size) + " bytes; the limit is 64 KiB");
+  }
+  std::string text(size, '\0');
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    text.resize(std::fread(text.data(), 1, text.size(), f));
+    std::fclose(f);
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
+  try {
+    *output = json::parse(text).dump();
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
+  }
+  return Status::OK();
 }
 
 void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
@@ -799,7 +925,7 @@ void Scheduler::FinishRunIfDone(ActiveRun& active, TimePoint now) {
   }
 }
 
-void Scheduler::RunCallback(const ActiveRun& active, const std::string& name, const std::string& command) {
+void Scheduler::RunCallback(ActiveRun& active, const std::string& name, const std::string& command) {
   TaskInstance pseudo;
   pseudo.task_id = name;
   TaskSpec spec = MakeSpec(active, pseudo, options_.logs_dir + "/" + active.run.dag_id + "/" +
@@ -916,7 +1042,7 @@ std::string Scheduler::LogPath(const ActiveRun& active, const TaskInstance& ti, 
          std::to_string(try_number) + ".log";
 }
 
-TaskSpec Scheduler::MakeSpec(const ActiveRun& active, const TaskInstance& ti, const std::string& log_path) const {
+TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const std::string& log_path) {
   TaskSpec spec;
   spec.key = {active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   spec.log_path = log_path;
@@ -951,7 +1077,61 @@ TaskSpec Scheduler::MakeSpec(const ActiveRun& active, const TaskInstance& ti, co
   spec.env["NIGHTSHIFT_LOGICAL_DATE"] = FormatRfc3339(active.run.logical_date);
   spec.env["NIGHTSHIFT_DS"] = DateInZone(active.run.logical_date, active.dag.timezone);
   spec.env["NIGHTSHIFT_OUTPUT"] = spec.output_path;
-  if (ti.map_index >= 0) spec.env["NIGHTSHIFT_MAP_INDEX"] = std::to_string(ti.map_index);
+  if (task && ti.map_index >= 0) {
+    spec.env["NIGHTSHIFT_MAP_INDEX"] = std::to_string(ti.map_index);
+    const size_t index = static_cast<size_t>(ti.map_index);
+    if (task->map.kind == MapSpec::Kind::kItems && index < task->map.items.size()) {
+      spec.env["NIGHTSHIFT_MAP_ITEM"] = task->map.items[index];
+    } else if (task->map.kind == MapSpec::Kind::kRange) {
+      auto [start, end] = ChunkBounds(task->map.range, task->map.chunk, ti.map_index);
+      spec.env["NIGHTSHIFT_CHUNK_START"] = std::to_string(start);
+      spec.env["NIGHTSHIFT_CHUNK_END"] = std::to_string(end);
+    } else if (task->map.kind == MapSpec::Kind::kFrom) {
+      const std::vector<std::string>* items = FromItems(active, *task);
+      if (items && index < items->size()) spec.env["NIGHTSHIFT_MAP_ITEM"] = (*items)[index];
+    }
+  }
+  // Upstream outputs: the value, or for a mapped upstream a JSON array in map order. A value
+  // too big for one environment variable (Linux allows 128 KiB) goes to a file instead,
+  // named by NIGHTSHIFT_INPUT_<UPSTREAM>_FILE.
+  if (task) {
+    for (const std::string& up : task->depends_on) {
+      auto up_idx = active.by_task.find(up);
+      if (up_idx == active.by_task.end()) continue;
+      std::optional<std::string> value;
+      std::vector<std::pair<int, const TaskInstance*>> mapped;
+      for (size_t j : up_idx->second) {
+        const TaskInstance& u = active.tis[j];
+        if (u.map_index >= 0) {
+          mapped.emplace_back(u.map_index, &u);
+        } else if (u.output) {
+          value = u.output;
+        }
+      }
+      if (!mapped.empty()) {
+        std::sort(mapped.begin(), mapped.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::string array = "[";
+        for (const auto& [index, u] : mapped) {
+          if (array.size() > 1) array += ",";
+          array += u->output.value_or("null");
+        }
+        value = array + "]";
+      }
+      if (!value) continue;
+      const std::string name = "NIGHTSHIFT_INPUT_" + UpperEnvName(up);
+      if (value->size() <= 120 * 1024) {
+        spec.env[name] = *value;
+      } else {
+        const std::string path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
+        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+        if (FILE* f = std::fopen(path.c_str(), "wb")) {
+          std::fwrite(value->data(), 1, value->size(), f);
+          std::fclose(f);
+        }
+        spec.env[name + "_FILE"] = path;
+      }
+    }
+  }
   return spec;
 }
 

@@ -110,6 +110,8 @@ class Scheduler {
     std::set<size_t> ready;                              // indices whose trigger rule passed
     std::set<size_t> dirty;                              // indices to write this pass
     bool run_dirty = false;
+    // Items of `map: {from: ...}` tasks once expanded, as NIGHTSHIFT_MAP_ITEM sees them.
+    std::map<std::string, std::vector<std::string>> map_items;
   };
   struct ActiveTry {
     int64_t run_pk = 0;
@@ -136,19 +138,26 @@ class Scheduler {
                    DagRun* created);
   void StartQueuedRuns(TimePoint now);
   void EvaluateRun(ActiveRun& active, TimePoint now);
+  // Expands a `map: {from: UP}` task's placeholder over UP's output. Returns false when the
+  // task ended instead (an empty list: skipped; a bad output: failed).
+  bool ExpandFromOutput(ActiveRun& active, size_t placeholder, const Task& task, TimePoint now);
+  // The `from` items of a task, parsed from its upstream's output (cached per run).
+  const std::vector<std::string>* FromItems(ActiveRun& active, const Task& task);
+  // Reads the JSON a successful try wrote to NIGHTSHIFT_OUTPUT; an error says why it is unusable.
+  Status ReadOutput(const std::string& log_path, std::optional<std::string>* output) const;
   void EnforceTimeouts(ActiveRun& active, TimePoint now);
   void EnforceWindows(TimePoint now);
   void FailRun(ActiveRun& active, const std::string& reason, TimePoint now);
   void FinishRunIfDone(ActiveRun& active, TimePoint now);
   void Dispatch(TimePoint now);
-  TaskSpec MakeSpec(const ActiveRun& active, const TaskInstance& ti, const std::string& log_path) const;
+  TaskSpec MakeSpec(ActiveRun& active, const TaskInstance& ti, const std::string& log_path);
   std::string LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const;
   Status Persist();
   std::optional<TimePoint> NextWake(TimePoint now) const;
   const Task* TaskOf(const ActiveRun& active, const TaskInstance& ti) const;
   std::optional<std::string> WindowOf(const ActiveRun& active, const Task& task) const;
   void SetWaitingReason(ActiveRun& active, size_t index, std::optional<std::string> reason);
-  void RunCallback(const ActiveRun& active, const std::string& name, const std::string& command);
+  void RunCallback(ActiveRun& active, const std::string& name, const std::string& command);
 
   SchedulerOptions options_;
   Store& store_;

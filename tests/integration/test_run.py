@@ -1,10 +1,11 @@
 """`nightshift run FILE.yaml`: real processes, real SQLite, the same scheduler as the daemon."""
+import json
 import os
 import sqlite3
 import textwrap
 import unittest
 
-from harness import Workspace, run
+from harness import SOURCE_DIR, Workspace, run
 
 # Each task records when it started and ended (monotonic seconds) in a shared file.
 RECORD = 'echo "start $NIGHTSHIFT_TASK_ID $(date +%s.%N)" >> {ledger}; sleep {sleep}; echo "end $NIGHTSHIFT_TASK_ID $(date +%s.%N)" >> {ledger}'
@@ -153,6 +154,32 @@ class RunTest(unittest.TestCase):
         self.run_dag(path, "--task", "b", "--param", "who=nightshift")
         with open(out) as f:
             self.assertEqual(f.read(), "hello nightshift\n")
+
+    def test_the_pi_example_estimates_pi(self):
+        path = os.path.join(SOURCE_DIR, "examples/dags/pi_estimate.yaml")
+        self.run_dag(path, "-j", "4")
+        with self.db() as db:
+            output, = db.execute("SELECT output FROM task_instances WHERE task_id = 'estimate'").fetchone()
+            chunks, = db.execute("SELECT count(*) FROM task_instances WHERE task_id = 'count_points'").fetchone()
+        self.assertGreater(chunks, 1)
+        self.assertAlmostEqual(json.loads(output)["pi"], 3.14159, delta=0.01)
+
+    def test_map_from_an_upstream_list(self):
+        out = os.path.join(self.ws.root, "out.txt")
+        path = self.dag("files.yaml", f"""
+            tasks:
+              - task_id: list
+                command: 'echo "[\\"a\\", \\"b\\", \\"c\\"]" > "$NIGHTSHIFT_OUTPUT"'
+              - task_id: each
+                command: 'echo "\\"$NIGHTSHIFT_MAP_ITEM-$NIGHTSHIFT_MAP_INDEX\\"" > "$NIGHTSHIFT_OUTPUT"'
+                map: {{from: list}}
+              - task_id: reduce
+                command: 'echo "$NIGHTSHIFT_INPUT_EACH" > {out}'
+                depends_on: [each]
+        """)
+        self.run_dag(path)
+        with open(out) as f:
+            self.assertEqual(json.loads(f.read()), ["a-0", "b-1", "c-2"])
 
     def test_a_broken_dag_file_is_reported_not_run(self):
         path = self.dag("bad.yaml", "tasks:\n  - task_id: a\n    command: 'true'\n    depends_on: [zzz]\n")

@@ -683,7 +683,7 @@ TEST(DagLoaderErrorTest, MapRangeAtLeastOne) {
 
 TEST(DagLoaderErrorTest, MapTooManyInstances) {
   ExpectError("tasks:\n  - task_id: a\n    command: x\n    map: {range: 100000000}\n", 4, 18,
-              "map: range 100000000 in chunks of 1 makes 100000000 task instances, more than 10000; use a "
+              "map: range 100000000 in chunks of 1 makes 100000000 task instances, more than 100000; use a "
               "larger chunk");
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 namespace nightshift {
@@ -466,6 +467,184 @@ TEST_F(SchedulerTest, PausedDagsCreateNoRuns) {
   ASSERT_TRUE(store_->SetPaused("paused", false).ok());
   Pass();
   EXPECT_EQ(store_->ListRuns(RunQuery{})->total_entries, 1);  // catchup off: the latest hour only
+}
+
+// Writes what a try "wrote" to $NIGHTSHIFT_OUTPUT, as the real task would.
+void WriteOutput(const TaskSpec& spec, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(spec.output_path).parent_path());
+  std::ofstream(spec.output_path) << text;
+}
+
+TEST_F(SchedulerTest, ItemsAndRangesMakeOneInstanceEach) {
+  Dag dag;
+  dag.dag_id = "mapped";
+  Task items = MakeTask("items");
+  items.map.kind = MapSpec::Kind::kItems;
+  items.map.items = {"eu", "us"};
+  Task chunks = MakeTask("chunks");
+  chunks.map.kind = MapSpec::Kind::kRange;
+  chunks.map.range = 10;
+  chunks.map.chunk = 4;
+  Task sum = MakeTask("sum", {"chunks"});
+  dag.tasks = {items, chunks, sum};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("mapped", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 5u);
+  EXPECT_EQ(executor_.submitted[0].env.at("NIGHTSHIFT_MAP_ITEM"), "eu");
+  EXPECT_EQ(executor_.submitted[1].env.at("NIGHTSHIFT_MAP_ITEM"), "us");
+  EXPECT_EQ(executor_.submitted[1].env.at("NIGHTSHIFT_MAP_INDEX"), "1");
+  EXPECT_EQ(executor_.submitted[4].env.at("NIGHTSHIFT_CHUNK_START"), "8");
+  EXPECT_EQ(executor_.submitted[4].env.at("NIGHTSHIFT_CHUNK_END"), "10");
+  EXPECT_NE(executor_.submitted[2].log_path, executor_.submitted[3].log_path);
+  for (int i = 2; i < 5; ++i) WriteOutput(executor_.submitted[i], std::to_string(i * 10));
+  CompleteSubmitted();
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 6u);
+  // The downstream sees the mapped upstream's outputs as one array in map order.
+  EXPECT_EQ(executor_.submitted[5].env.at("NIGHTSHIFT_INPUT_CHUNKS"), "[20,30,40]");
+}
+
+TEST_F(SchedulerTest, TriggerRulesApplyOverAllMappedInstances) {
+  Dag dag;
+  dag.dag_id = "mapfail";
+  Task items = MakeTask("m");
+  items.map.kind = MapSpec::Kind::kItems;
+  items.map.items = {"a", "b", "c"};
+  Task after = MakeTask("after", {"m"});
+  Task anyway = MakeTask("anyway", {"m"});
+  anyway.trigger_rule = TriggerRule::kAllDone;
+  dag.tasks = {items, after, anyway};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("mapfail", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 3u);
+  executor_.Start(executor_.submitted[0]);
+  executor_.Finish(executor_.submitted[0].key, 0);
+  executor_.Start(executor_.submitted[1]);
+  executor_.Finish(executor_.submitted[1].key, 0);
+  Pass();
+  EXPECT_EQ(executor_.submitted.size(), 3u);  // one instance still running: both wait
+  executor_.Start(executor_.submitted[2]);
+  executor_.Finish(executor_.submitted[2].key, 1);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "after").state, TaskState::kUpstreamFailed);
+  ASSERT_EQ(executor_.submitted.size(), 4u);
+  EXPECT_EQ(executor_.submitted[3].key.task_id, "anyway");
+}
+
+class FromMapTest : public SchedulerTest {
+ protected:
+  // list -> each (map from list) -> reduce (none_failed)
+  int64_t StartWithListOutput(const std::string& output) {
+    Dag dag;
+    dag.dag_id = "from";
+    Task each = MakeTask("each", {"list"});
+    each.map.kind = MapSpec::Kind::kFrom;
+    each.map.from = "list";
+    Task reduce = MakeTask("reduce", {"each"});
+    reduce.trigger_rule = TriggerRule::kNoneFailed;
+    dag.tasks = {MakeTask("list"), each, reduce};
+    AddDag(dag);
+    Scheduler& s = Make();
+    auto run = s.TriggerRun("from", std::nullopt, std::nullopt, "{}");
+    Pass();
+    EXPECT_EQ(executor_.submitted.size(), 1u);
+    if (!output.empty()) WriteOutput(executor_.submitted[0], output);
+    CompleteSubmitted();
+    Pass();
+    return run->id;
+  }
+  std::vector<TaskInstance> Instances(int64_t run_pk, const std::string& task_id) {
+    std::vector<TaskInstance> out;
+    auto all = store_->ListTaskInstances(run_pk);  // kept alive for the loop below
+    for (const TaskInstance& ti : *all) {
+      if (ti.task_id == task_id) out.push_back(ti);
+    }
+    return out;
+  }
+};
+
+TEST_F(FromMapTest, ExpandsOverTheUpstreamsArray) {
+  int64_t run = StartWithListOutput(R"(["a.csv", "b.csv", "c.csv"])");
+  ASSERT_EQ(executor_.submitted.size(), 4u);
+  EXPECT_EQ(executor_.submitted[1].env.at("NIGHTSHIFT_MAP_ITEM"), "a.csv");
+  EXPECT_EQ(executor_.submitted[3].env.at("NIGHTSHIFT_MAP_ITEM"), "c.csv");
+  EXPECT_EQ(executor_.submitted[3].env.at("NIGHTSHIFT_INPUT_LIST"), R"(["a.csv","b.csv","c.csv"])");
+  auto each = Instances(run, "each");
+  ASSERT_EQ(each.size(), 3u);
+  EXPECT_EQ(each[0].map_index, 0);
+  EXPECT_EQ(each[2].map_index, 2);
+  CompleteSubmitted();
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 5u);
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
+}
+
+TEST_F(FromMapTest, OneItem) {
+  int64_t run = StartWithListOutput(R"([42])");
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  EXPECT_EQ(executor_.submitted[1].env.at("NIGHTSHIFT_MAP_ITEM"), "42");
+  EXPECT_EQ(Instances(run, "each").size(), 1u);
+}
+
+TEST_F(FromMapTest, AnEmptyListSkipsTheMappedTaskAndNoneFailedStillRuns) {
+  int64_t run = StartWithListOutput("[]");
+  auto each = Instances(run, "each");
+  ASSERT_EQ(each.size(), 1u);
+  EXPECT_EQ(each[0].state, TaskState::kSkipped);
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  EXPECT_EQ(executor_.submitted[1].key.task_id, "reduce");
+}
+
+TEST_F(FromMapTest, ANonArrayOutputFailsTheMappedTaskWithAReason) {
+  int64_t run = StartWithListOutput(R"({"files": 3})");
+  auto each = Instances(run, "each");
+  ASSERT_EQ(each.size(), 1u);
+  EXPECT_EQ(each[0].state, TaskState::kFailed);
+  EXPECT_EQ(each[0].waiting_reason, "map from list: its output must be a JSON array, got object");
+  Pass();
+  EXPECT_EQ(Ti(run, "reduce").state, TaskState::kUpstreamFailed);
+}
+
+TEST_F(FromMapTest, NoOutputAtAllFailsTheMappedTask) {
+  int64_t run = StartWithListOutput("");
+  EXPECT_EQ(Instances(run, "each")[0].waiting_reason, "map from list: it wrote no output");
+}
+
+TEST_F(SchedulerTest, OutputsMustBeJsonAndAtMost64KiB) {
+  Dag dag;
+  dag.dag_id = "out";
+  Task t = MakeTask("t");
+  t.retries = 2;
+  t.retry_delay = std::chrono::seconds(0);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("out", std::nullopt, std::nullopt, "{}");
+  Pass();
+  WriteOutput(executor_.submitted[0], "{not json");
+  CompleteSubmitted();
+  Pass();
+  auto tries = *store_->ListTries(Ti(run->id, "t").id);
+  EXPECT_EQ(tries[0].state, TaskState::kFailed);
+  EXPECT_TRUE(tries[0].reason->starts_with("output is not valid JSON")) << *tries[0].reason;
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  WriteOutput(executor_.submitted[1], "\"" + std::string(64 * 1024, 'x') + "\"");
+  CompleteSubmitted();
+  Pass();
+  tries = *store_->ListTries(Ti(run->id, "t").id);
+  EXPECT_EQ(tries[1].reason, "output is 65538 bytes; the limit is 64 KiB");
+  ASSERT_EQ(executor_.submitted.size(), 3u);
+  WriteOutput(executor_.submitted[2], R"({"rows": 12})");
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(Ti(run->id, "t").output, R"({"rows":12})");
+  EXPECT_EQ(Ti(run->id, "t").state, TaskState::kSuccess);
 }
 
 }  // namespace
