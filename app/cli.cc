@@ -18,6 +18,7 @@
 #include "dags/dag_folder.h"
 #include "dags/dag_loader.h"
 #include "scheduler/dag_registry.h"
+#include "scheduler/retention.h"
 #include "store/store.h"
 
 #ifndef NIGHTSHIFT_VERSION
@@ -116,6 +117,33 @@ int DbMigrate(const Config& config) {
   }
   auto version = (*store)->SchemaVersion();
   std::cout << config.DatabasePath() << ": schema version " << (version.ok() ? *version : -1) << "\n";
+  return 0;
+}
+
+// Prunes finished runs (and their logs) now, as the daemon's retention does every hour.
+int DbClean(const Config& config, const std::string& older_than) {
+  RetentionPolicy policy{config.retention_max_runs_per_dag, config.retention_max_age};
+  if (!older_than.empty()) {
+    auto age = ParseDuration(older_than);
+    if (!age.ok()) {
+      std::cerr << "--older-than: " << age.status().message() << "\n";
+      return 2;
+    }
+    policy.max_age = *age;
+  }
+  auto store = OpenStore(config, true);
+  if (!store.ok()) {
+    std::cerr << "cannot open " << config.DatabasePath() << ": " << store.status().ToString() << "\n";
+    return 1;
+  }
+  SystemClock clock;
+  auto deleted = PruneFinishedRuns(**store, config.LogsDir(), policy, clock.Now());
+  if (!deleted.ok()) {
+    std::cerr << "clean failed: " << deleted.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << "pruned " << *deleted << " finished runs older than " << FormatDuration(policy.max_age)
+            << " (or beyond the newest " << policy.max_runs_per_dag << " per DAG) and their logs\n";
   return 0;
 }
 
@@ -234,6 +262,10 @@ int RunCli(int argc, char** argv) {
   db->require_subcommand(1);
   auto* migrate = db->add_subcommand("migrate", "apply the numbered migrations");
   migrate->add_option("--config", config_flag, "config file");
+  std::string older_than;
+  auto* clean = db->add_subcommand("clean", "prune finished runs and their logs now, as retention does");
+  clean->add_option("--older-than", older_than, "age, e.g. 30d (default: the config's retention.max_age)");
+  clean->add_option("--config", config_flag, "config file");
   auto* check = db->add_subcommand("check", "verify integrity; exit 1 on any problem");
   check->add_option("--config", config_flag, "config file");
 
@@ -270,6 +302,7 @@ int RunCli(int argc, char** argv) {
   if (logs->parsed()) return TaskLogsCommand(*config, remote, logs_options);
   if (migrate->parsed()) return DbMigrate(*config);
   if (check->parsed()) return DbCheck(*config);
+  if (clean->parsed()) return DbClean(*config, older_than);
   return 2;
 }
 

@@ -151,7 +151,7 @@ class DaemonSession {
         if (!response.ok()) return response.status();
       }
     }
-    if (response->status == 401) return Status::InvalidArgument(UnauthorizedMessage(*response));
+    if (response->status == 401) return Status::InvalidArgument(UnauthorizedMessage());
     return response;
   }
 
@@ -203,7 +203,7 @@ class DaemonSession {
     }
   }
 
-  std::string UnauthorizedMessage(const ApiResponse& response) const {
+  std::string UnauthorizedMessage() const {
     std::string prefix = "the daemon at " + Url() + " ";
     if (!flag_token_.empty()) {
       return prefix + "rejected the API token given with --token (401); the daemon's token is in its " +
@@ -213,7 +213,6 @@ class DaemonSession {
       return prefix + "rejected the API token read from " + token_file_ +
              " (401); is that this daemon's token file? pass --token or the daemon's --config";
     }
-    (void)response;
     return prefix + "needs an API token (401) and none was found: " + token_error_ +
            "; pass --token or the daemon's --config";
   }
@@ -251,7 +250,8 @@ class RunProgress {
       bool changed = inserted || it->second != state;
       it->second = state;
       if (!changed || !IsFinishedTaskState(state)) continue;
-      if (state == "failed" || state == "upstream_failed") failed_tasks_.push_back(name);
+      // Only tasks that ran have a log worth pointing at; upstream_failed ones never started.
+      if (state == "failed") failed_tasks_.push_back(ti);
       if (!tty_) {
         std::printf("%-32s %s (try %d)\n", name.c_str(), state.c_str(), ti.value("try_number", 0));
       } else if (state == "failed") {
@@ -275,13 +275,13 @@ class RunProgress {
   double Elapsed() const { return std::chrono::duration<double>(SteadyClock::now() - start_).count(); }
   int done() const { return done_; }
   int total() const { return total_; }
-  const std::vector<std::string>& failed_tasks() const { return failed_tasks_; }
+  const std::vector<json>& failed_tasks() const { return failed_tasks_; }
 
  private:
   bool tty_;
   SteadyClock::time_point start_ = SteadyClock::now();
   std::map<std::string, std::string> states_;
-  std::vector<std::string> failed_tasks_;
+  std::vector<json> failed_tasks_;
   int done_ = 0;
   int total_ = 0;
 };
@@ -305,9 +305,11 @@ int WaitForRun(DaemonSession& daemon, const std::string& dag_id, const std::stri
   std::printf("run %s %s: %d/%d tasks done in %s\n", run_id.c_str(), state == "success" ? "succeeded" : "failed",
               progress.done(), progress.total(), FormatElapsed(progress.Elapsed()).c_str());
   if (state != "success") {
-    for (const std::string& task : progress.failed_tasks()) {
-      std::fprintf(stderr, "failed: %s (nightshift tasks logs %s %s %s)\n", task.c_str(), dag_id.c_str(),
-                   run_id.c_str(), task.substr(0, task.find('[')).c_str());
+    for (const json& ti : progress.failed_tasks()) {
+      const int map_index = ti.value("map_index", -1);
+      std::string command = "nightshift tasks logs " + dag_id + " " + run_id + " " + ti.value("task_id", std::string());
+      if (map_index >= 0) command += " --map-index " + std::to_string(map_index);
+      std::fprintf(stderr, "failed: %s (%s)\n", TaskName(ti).c_str(), command.c_str());
     }
   }
   std::fflush(stdout);
@@ -456,8 +458,9 @@ int ShowDagCommand(const Config& config, const RemoteOptions& remote, const std:
     for (size_t i = 0; i < 3; ++i) widths[i] = std::max(widths[i], row[i].size());
   }
   for (const auto& row : rows) {
-    std::printf("%-*s  %-*s  %s\n", static_cast<int>(widths[0]), row[0].c_str(), static_cast<int>(widths[1]),
-                row[1].c_str(), row[2].c_str());
+    std::string line = row[0] + std::string(widths[0] - row[0].size() + 2, ' ');
+    if (widths[1] > 0) line += row[1] + std::string(widths[1] - row[1].size() + 2, ' ');
+    std::printf("%s%s\n", line.c_str(), row[2].c_str());
   }
   std::printf("%zu %s\n", edges, edges == 1 ? "edge" : "edges");
   return 0;

@@ -181,6 +181,21 @@ class RunTest(unittest.TestCase):
         with open(out) as f:
             self.assertEqual(json.loads(f.read()), ["a-0", "b-1", "c-2"])
 
+    def test_db_clean_prunes_finished_runs_and_their_logs(self):
+        path = self.dag("tiny.yaml", "tasks:\n  - {task_id: t, command: 'echo hi'}\n")
+        self.run_dag(path)
+        self.run_dag(path)
+        logs = os.path.join(self.ws.root, "state", "logs", "tiny")
+        self.assertEqual(len(os.listdir(logs)), 2)
+        result = run(["db", "clean", "--older-than", "0s", "--config", self.ws.config])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("pruned 2 finished runs", result.stdout)
+        with self.db() as db:
+            self.assertEqual(db.execute("SELECT count(*) FROM dag_runs").fetchone()[0], 0)
+            self.assertEqual(db.execute("SELECT count(*) FROM task_tries").fetchone()[0], 0)
+        self.assertEqual(os.listdir(logs), [])
+        self.assertEqual(run(["db", "check", "--config", self.ws.config]).returncode, 0)
+
     def test_a_broken_dag_file_is_reported_not_run(self):
         path = self.dag("bad.yaml", "tasks:\n  - task_id: a\n    command: 'true'\n    depends_on: [zzz]\n")
         result = run(["run", path, "--state-dir", os.path.join(self.ws.root, "state")])
