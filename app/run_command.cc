@@ -118,6 +118,7 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
   SchedulerOptions scheduler_options = SchedulerOptions::FromConfig(config);
   scheduler_options.create_scheduled_runs = false;
   scheduler_options.respect_windows = options.respect_windows;
+  scheduler_options.use_cache = !options.no_cache;
   scheduler_options.parallelism = parallelism;
   scheduler_options.logs_dir = std::filesystem::absolute(options.state_dir + "/logs").lexically_normal().string();
 

@@ -70,6 +70,15 @@ struct TaskTry {
   std::optional<std::string> external_id;
   std::string log_path;
   std::optional<std::string> reason;  // why it failed, e.g. "execution_timeout 30m exceeded"
+  std::optional<std::string> cache_key;  // for tasks with `cache:`: what the try ran under
+};
+
+// The newest successful try of a task (same DAG, task and map index, any run), for the cache.
+struct CachedResult {
+  std::string cache_key;
+  std::optional<std::string> output;
+  std::string run_id;
+  int try_number = 0;
 };
 
 struct ImportError {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "scheduler/cache_key.h"
 #include "scheduler/dag_snapshot.h"
 #include "scheduler/map_expansion.h"
 #include "scheduler/retry_policy.h"
@@ -787,6 +788,7 @@ Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id
       if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, "cleared");
       ti.state = TaskState::kScheduled;
       ti.max_tries = ti.try_number + (task ? task->retries : 0) + 1;
+      cache_bypass_.insert(ti.id);  // a user asked for it to run again
       ti.start_date.reset();
       ti.end_date.reset();
       ti.next_retry_at.reset();
@@ -1030,9 +1032,55 @@ void Scheduler::Dispatch(TimePoint now) {
     at.task_try.log_path = LogPath(active, ti, ti.try_number);
     at.dirty = true;
     TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
-    to_submit_.push_back(MakeSpec(active, ti, at.task_try.log_path));
+    TaskSpec spec = MakeSpec(active, ti, at.task_try.log_path);
+    if (task->cache.enabled && TryCache(active, c.index, *task, spec, at, now)) {
+      --running_total;  // nothing runs: the slot stays free
+      --dag_running;
+      --pool_used;
+    } else {
+      to_submit_.push_back(std::move(spec));
+    }
     active_tries_[key] = std::move(at);
   }
+}
+
+bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, const TaskSpec& spec, ActiveTry& at,
+                         TimePoint now) {
+  TaskInstance& ti = active.tis[index];
+  const bool bypass = cache_bypass_.erase(ti.id) > 0 || !options_.use_cache;
+  auto key = ComputeCacheKey(task.cache, spec);
+  if (!key.ok()) {
+    spdlog::warn("{}: no cache key ({}); running it", spec.key.ToString(), key.status().message());
+    return false;
+  }
+  at.task_try.cache_key = *key;
+  if (bypass) return false;
+  auto hit = store_.LatestCachedResult(active.run.dag_id, ti.task_id, ti.map_index);
+  if (!hit.ok() || !hit->has_value() || (*hit)->cache_key != *key) return false;
+  std::string missing;
+  if (!CacheOutputsPresent(task.cache, spec.cwd, &missing)) return false;
+  // A hit: the instance succeeds without running; its log says why and its output is reused.
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(spec.log_path).parent_path(), ec);
+  if (FILE* log = std::fopen(spec.log_path.c_str(), "w")) {
+    std::fprintf(log,
+                 "nightshift: cache hit, not run. Cache key %s equals the key of try %d of run %s, "
+                 "and every declared output exists.\n",
+                 key->c_str(), (*hit)->try_number, (*hit)->run_id.c_str());
+    std::fclose(log);
+  }
+  at.task_try.state = TaskState::kSuccess;
+  at.task_try.start_date = now;
+  at.task_try.end_date = now;
+  at.task_try.exit_code = 0;
+  ti.state = TaskState::kSuccess;
+  ti.cached = true;
+  ti.output = (*hit)->output;
+  ti.start_date = now;
+  ti.end_date = now;
+  ti.progress = 1.0;
+  spdlog::info("{}: cache hit", spec.key.ToString());
+  return true;
 }
 
 std::string Scheduler::LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const {

@@ -32,6 +32,7 @@ struct SchedulerOptions {
   std::map<std::string, Window> windows;
   std::string logs_dir;  // <state_dir>/logs
   size_t max_runs_created_per_pass = 64;  // catchup creates many; spread them over passes
+  bool use_cache = true;                  // false: `nightshift run --no-cache`
 
   static SchedulerOptions FromConfig(const Config& config);
 };
@@ -157,6 +158,10 @@ class Scheduler {
   const Task* TaskOf(const ActiveRun& active, const TaskInstance& ti) const;
   std::optional<std::string> WindowOf(const ActiveRun& active, const Task& task) const;
   void SetWaitingReason(ActiveRun& active, size_t index, std::optional<std::string> reason);
+  // For a task with `cache:`: records the try's cache key and, when it matches the last
+  // successful try's and the outputs exist, finishes the instance as cached. True on a hit.
+  bool TryCache(ActiveRun& active, size_t index, const Task& task, const TaskSpec& spec, ActiveTry& at,
+                TimePoint now);
   void RunCallback(ActiveRun& active, const std::string& name, const std::string& command);
 
   SchedulerOptions options_;
@@ -175,6 +180,7 @@ class Scheduler {
   std::map<std::string, std::optional<TimePoint>> last_scheduled_;  // dag_id -> newest logical_date
   std::map<std::string, bool> paused_;  // dag_id -> is_paused, refreshed each pass
   std::map<int64_t, TimePoint> ready_since_;  // task instance id -> when it became ready
+  std::set<int64_t> cache_bypass_;  // task instances cleared by a user: they run, cache or not
   SchedulerMetrics metrics_;
 };
 

@@ -197,7 +197,7 @@ class Statement {
   "run_pk, task_id, map_index, state, try_number, queued_at, start_date, end_date, next_retry_at, " \
   "pool, priority_weight, pid, external_id, progress, output, waiting_reason, cached, max_tries"
 #define NS_TRY_FIELDS \
-  "ti_pk, try_number, state, start_date, end_date, exit_code, pid, external_id, log_path, reason"
+  "ti_pk, try_number, state, start_date, end_date, exit_code, pid, external_id, log_path, reason, cache_key"
 
 DagRecord ReadDag(const Statement& s) {
   DagRecord dag;
@@ -277,6 +277,7 @@ Status ReadTry(const Statement& s, TaskTry* task_try) {
   task_try->external_id = s.OptText(8);
   task_try->log_path = s.Text(9);
   task_try->reason = s.OptText(10);
+  task_try->cache_key = s.OptText(11);
   return Status::OK();
 }
 
@@ -294,7 +295,7 @@ void BindTaskInstanceFields(Statement& s, const TaskInstance& ti) {
 
 void BindTryFields(Statement& s, const TaskTry& t) {
   s.BindAll(t.ti_pk, t.try_number, ToString(t.state), t.start_date, t.end_date, t.exit_code, t.pid,
-            t.external_id, t.log_path, t.reason);
+            t.external_id, t.log_path, t.reason, t.cache_key);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +338,8 @@ class SqliteStore final : public Store {
   Status UpdateTry(const TaskTry& task_try) override;
   Result<std::vector<TaskTry>> ListTries(int64_t ti_pk) override;
   Result<std::vector<TaskTry>> ListActiveTries() override;
+  Result<std::optional<CachedResult>> LatestCachedResult(const std::string& dag_id, const std::string& task_id,
+                                                         int map_index) override;
   Result<std::map<std::string, int64_t>> CountRunsByState() override;
   Result<std::map<std::string, int64_t>> CountTaskInstancesByState() override;
   Result<std::map<std::string, int64_t>> CountByState(const char* sql);
@@ -1078,7 +1081,7 @@ Result<std::vector<TaskTry>> SqliteStore::QueryTries(const std::string& sql, con
 Status SqliteStore::InsertTry(TaskTry* task_try) {
   std::lock_guard lock(mu_);
   Result<Statement> s =
-      Prepare("INSERT INTO task_tries (" NS_TRY_FIELDS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      Prepare("INSERT INTO task_tries (" NS_TRY_FIELDS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!s.ok()) return s.status();
   BindTryFields(*s, *task_try);
   Status st = s->Run();
@@ -1092,10 +1095,10 @@ Status SqliteStore::UpdateTry(const TaskTry& task_try) {
   Result<Statement> s = Prepare(
       "UPDATE task_tries SET ti_pk = ?, try_number = ?, state = ?, start_date = ?, end_date = ?, exit_code = "
       "?, "
-      "pid = ?, external_id = ?, log_path = ?, reason = ? WHERE id = ?11");
+      "pid = ?, external_id = ?, log_path = ?, reason = ?, cache_key = ? WHERE id = ?12");
   if (!s.ok()) return s.status();
   BindTryFields(*s, task_try);
-  s->Bind(11, task_try.id);
+  s->Bind(12, task_try.id);
   return UpdateOne(*s, "task try", task_try.id);
 }
 
@@ -1125,6 +1128,27 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountByState(const char* sql
     counts[s->Text(0)] = s->Int(1);
   }
   return counts;
+}
+
+Result<std::optional<CachedResult>> SqliteStore::LatestCachedResult(const std::string& dag_id,
+                                                                    const std::string& task_id, int map_index) {
+  std::lock_guard lock(mu_);
+  Result<Statement> s = Prepare(
+      "SELECT t.cache_key, ti.output, r.run_id, t.try_number FROM task_tries t "
+      "JOIN task_instances ti ON t.ti_pk = ti.id JOIN dag_runs r ON ti.run_pk = r.id "
+      "WHERE r.dag_id = ? AND ti.task_id = ? AND ti.map_index = ? AND t.state = 'success' "
+      "AND t.cache_key IS NOT NULL ORDER BY t.end_date DESC, t.id DESC LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->BindAll(dag_id, task_id, map_index);
+  bool has_row = false;
+  if (Status st = s->Step(&has_row); !st.ok()) return st;
+  if (!has_row) return std::optional<CachedResult>();
+  CachedResult result;
+  result.cache_key = s->Text(0);
+  result.output = s->OptText(1);
+  result.run_id = s->Text(2);
+  result.try_number = static_cast<int>(s->Int(3));
+  return std::optional<CachedResult>(result);
 }
 
 Result<std::map<std::string, int64_t>> SqliteStore::CountRunsByState() {

@@ -84,6 +84,10 @@ class Store {
   // Tries in state queued or running (for adoption after a restart).
   virtual Result<std::vector<TaskTry>> ListActiveTries() = 0;
 
+  // The newest successful try with a cache key of (dag_id, task_id, map_index), in any run.
+  virtual Result<std::optional<CachedResult>> LatestCachedResult(const std::string& dag_id, const std::string& task_id,
+                                                                 int map_index) = 0;
+
   // ---- counts for /metrics: state token -> number of rows ----
   virtual Result<std::map<std::string, int64_t>> CountRunsByState() = 0;
   virtual Result<std::map<std::string, int64_t>> CountTaskInstancesByState() = 0;

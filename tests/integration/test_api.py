@@ -103,6 +103,28 @@ class ApiBehaviourTest(unittest.TestCase):
         self.assertEqual(text, "".join(f"line {i}\n" for i in range(1, 6)))
         self.assertGreater(chunks, 1, "the log arrived in one piece: nothing was followed")
 
+    def test_clear_ignores_the_cache(self):
+        self.ws.write_dag("k.yaml", f"""
+            tasks:
+              - task_id: t
+                command: 'echo ran >> {self.ledger}'
+                cache: {{inputs: [], outputs: []}}
+        """)
+        api = self.start()
+        api.trigger("k", dag_run_id="r1")
+        api.wait_run("k", "r1")
+        api.trigger("k", dag_run_id="r2")
+        api.wait_run("k", "r2")
+        self.assertTrue(api.task_instances("k", "r2")["t"]["cached"])
+        status, _ = request("POST", f"{self.ws.url}/api/v1/dags/k/dagRuns/r2/taskInstances/t/clear", body={},
+                            headers=api.auth())
+        self.assertEqual(status, 200)
+        wait_for(lambda: (t := api.task_instances("k", "r2")["t"])["state"] == "success" and t["try_number"] == 2,
+                 30, "the cleared task to run")
+        self.assertFalse(api.task_instances("k", "r2")["t"]["cached"])
+        with open(self.ledger) as f:
+            self.assertEqual(f.read(), "ran\nran\n")
+
     def test_hostile_ids_cannot_reach_outside_the_logs(self):
         self.ws.write_dag("h.yaml", "tasks:\n  - {task_id: t, command: 'true'}\n")
         api = self.start()

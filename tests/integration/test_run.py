@@ -196,6 +196,71 @@ class RunTest(unittest.TestCase):
         self.assertEqual(os.listdir(logs), [])
         self.assertEqual(run(["db", "check", "--config", self.ws.config]).returncode, 0)
 
+    def cache_dag(self, command="sort data/in.csv > out/sorted.csv", param="x"):
+        return self.dag("cached.yaml", f"""
+            params: {{mode: {param}}}
+            tasks:
+              - task_id: sort
+                command: 'mkdir -p out; {command}; echo run >> {self.ledger}; echo "{{\\"rows\\": 3}}" > "$NIGHTSHIFT_OUTPUT"'
+                cwd: ..
+                cache:
+                  inputs: ["data/*.csv"]
+                  outputs: ["out/sorted.csv"]
+        """)
+
+    def runs_of_sort(self):
+        if not os.path.exists(self.ledger):
+            return 0
+        with open(self.ledger) as f:
+            return len(f.read().splitlines())
+
+    def test_cache_skips_unchanged_work_and_reruns_on_any_change(self):
+        self.ws.write("data/in.csv", "b\na\nc\n")
+        path = self.cache_dag()
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 1)
+        self.run_dag(path)  # nothing changed: a hit
+        self.assertEqual(self.runs_of_sort(), 1)
+        with self.db() as db:
+            cached, output = db.execute("SELECT cached, output FROM task_instances ORDER BY id DESC LIMIT 1").fetchone()
+            log_path, = db.execute("SELECT log_path FROM task_tries ORDER BY id DESC LIMIT 1").fetchone()
+        self.assertEqual(cached, 1)
+        self.assertEqual(json.loads(output), {"rows": 3})
+        with open(log_path) as f:
+            self.assertIn("cache hit", f.read())
+
+        # Touching an input without changing it is not a change.
+        os.utime(os.path.join(self.ws.root, "data/in.csv"), (1, 1))
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 1)
+        # Changing its content is.
+        self.ws.write("data/in.csv", "b\na\nd\n")
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 2)
+        # So is a new input file matching the glob.
+        self.ws.write("data/more.csv", "z\n")
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 3)
+        # A param change.
+        path = self.cache_dag(param="y")
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 4)
+        self.run_dag(path, "--param", "mode=z")
+        self.assertEqual(self.runs_of_sort(), 5)
+        # A command change.
+        path = self.cache_dag(command="sort -r data/in.csv > out/sorted.csv", param="y")
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 6)
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 6)
+        # A deleted output.
+        os.remove(os.path.join(self.ws.root, "out/sorted.csv"))
+        self.run_dag(path)
+        self.assertEqual(self.runs_of_sort(), 7)
+        # --no-cache always runs.
+        self.run_dag(path, "--no-cache")
+        self.assertEqual(self.runs_of_sort(), 8)
+
     def test_a_broken_dag_file_is_reported_not_run(self):
         path = self.dag("bad.yaml", "tasks:\n  - task_id: a\n    command: 'true'\n    depends_on: [zzz]\n")
         result = run(["run", path, "--state-dir", os.path.join(self.ws.root, "state")])

@@ -154,6 +154,7 @@ TaskTry FullTry(int64_t ti_pk, int try_number) {
   t.external_id = "job-" + std::to_string(try_number);
   t.log_path = "/logs/x/" + std::to_string(try_number) + ".log";
   t.reason = "execution_timeout 30m exceeded";
+  t.cache_key = "key-" + std::to_string(try_number);
   return t;
 }
 
@@ -215,6 +216,7 @@ void ExpectTryEq(const TaskTry& a, const TaskTry& b) {
   EXPECT_EQ(a.external_id, b.external_id);
   EXPECT_EQ(a.log_path, b.log_path);
   EXPECT_EQ(a.reason, b.reason);
+  EXPECT_EQ(a.cache_key, b.cache_key);
 }
 
 std::vector<std::string> RunIds(const std::vector<DagRun>& runs) {

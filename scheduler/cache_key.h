@@ -1,0 +1,25 @@
+// The cache key of a task with `cache:` (like make's "is the target up to date", by content).
+//
+// In the key: the command; every environment variable the task is given by Nightshift (the
+// DAG's and task's env, params after conf, the map item or chunk, upstream outputs); and the
+// path and contents of every file its `inputs` globs match (a glob that matches nothing counts
+// too, so a file appearing later changes the key).
+// Not in the key: the run id, try number, logical date, NIGHTSHIFT_DS and the output path
+// (they differ between runs by nature), the daemon's own environment, and modification times.
+#pragma once
+
+#include <string>
+
+#include "core/dag.h"
+#include "core/status.h"
+#include "executor/executor.h"
+
+namespace nightshift {
+
+// Hex SHA-256 of what the try would run with. Input globs are relative to spec.cwd.
+Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec);
+
+// Whether every `outputs` path exists (relative to cwd); the first missing one in *missing.
+bool CacheOutputsPresent(const CacheSpec& cache, const std::string& cwd, std::string* missing);
+
+}  // namespace nightshift
