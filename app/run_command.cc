@@ -57,8 +57,13 @@ class ProgressDisplay {
     if (tty_) {
       constexpr int kWidth = 30;
       int filled = total ? done * kWidth / total : 0;
-      std::printf("\r\033[K[%s%s] %d/%d done, %d running, %d failed, %.1fs", std::string(filled, '#').c_str(),
-                  std::string(kWidth - filled, '.').c_str(), done, total, running, failed, elapsed);
+      // Time left, assuming the rest goes at the pace so far.
+      std::string eta;
+      if (done > 0 && done < total) {
+        eta = ", ~" + std::to_string(static_cast<int>(elapsed / done * (total - done) + 0.5)) + "s left";
+      }
+      std::printf("\r\033[K[%s%s] %d/%d done, %d running, %d failed, %.1fs%s", std::string(filled, '#').c_str(),
+                  std::string(kWidth - filled, '.').c_str(), done, total, running, failed, elapsed, eta.c_str());
       if (final) std::printf("\n");
     } else if (final) {
       std::printf("%d/%d done, %d failed, %.1fs\n", done, total, failed, elapsed);
