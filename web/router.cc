@@ -161,6 +161,32 @@ Result<json> ParseJsonBody(const HttpRequest& request) {
   }
 }
 
+// The body of a mark request, {"state": "success"|"failed"}: the state, or nullopt with the
+// 400 in *error.
+std::optional<std::string> MarkedState(const HttpRequest& request, HttpResponse* error) {
+  auto body = ParseJsonBody(request);
+  if (!body.ok()) {
+    *error = JsonError(400, body.status().message());
+    return std::nullopt;
+  }
+  if (!body->is_object() || !body->contains("state") || !(*body)["state"].is_string()) {
+    *error = JsonError(400, "body must be {\"state\": \"success\"|\"failed\"}");
+    return std::nullopt;
+  }
+  for (const auto& [key, value] : body->items()) {
+    if (key != "state") {
+      *error = JsonError(400, "unknown field \"" + key + "\" (only state can be changed)");
+      return std::nullopt;
+    }
+  }
+  std::string state = (*body)["state"].get<std::string>();
+  if (state != "success" && state != "failed") {
+    *error = JsonError(400, "state must be \"success\" or \"failed\"");
+    return std::nullopt;
+  }
+  return state;
+}
+
 json DagSummary(const Dag& dag, bool is_paused, bool has_import_errors, TimePoint now) {
   json j;
   j["dag_id"] = dag.dag_id;
@@ -422,20 +448,12 @@ HttpResponse ApiRouter::ListTaskInstances(const std::string& dag_id, const std::
 
 HttpResponse ApiRouter::PatchRun(const std::string& dag_id, const std::string& run_id,
                                  const HttpRequest& request) const {
-  auto body = ParseJsonBody(request);
-  if (!body.ok()) return JsonError(400, body.status().message());
-  if (!body->is_object() || !body->contains("state") || !(*body)["state"].is_string()) {
-    return JsonError(400, "body must be {\"state\": \"success\"|\"failed\"}");
-  }
-  for (const auto& [key, value] : body->items()) {
-    if (key != "state") return JsonError(400, "unknown field \"" + key + "\" (only state can be changed)");
-  }
-  std::optional<RunState> state = ParseRunState((*body)["state"].get<std::string>());
-  if (!state || (*state != RunState::kSuccess && *state != RunState::kFailed)) {
-    return JsonError(400, "state must be \"success\" or \"failed\"");
-  }
+  HttpResponse error;
+  std::optional<std::string> token = MarkedState(request, &error);
+  if (!token) return error;
+  RunState state = *token == "success" ? RunState::kSuccess : RunState::kFailed;
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
-  Status s = context_.scheduler->MarkRun(dag_id, run_id, *state);
+  Status s = context_.scheduler->MarkRun(dag_id, run_id, state);
   if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : 500, s.message());
   if (context_.wake_scheduler) context_.wake_scheduler();
   return GetRun(dag_id, run_id);
@@ -464,20 +482,12 @@ HttpResponse ApiRouter::ClearTask(const std::string& dag_id, const std::string& 
 
 HttpResponse ApiRouter::PatchTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
                                   const HttpRequest& request) const {
-  auto body = ParseJsonBody(request);
-  if (!body.ok()) return JsonError(400, body.status().message());
-  if (!body->is_object() || !body->contains("state") || !(*body)["state"].is_string()) {
-    return JsonError(400, "body must be {\"state\": \"success\"|\"failed\"}");
-  }
-  for (const auto& [key, value] : body->items()) {
-    if (key != "state") return JsonError(400, "unknown field \"" + key + "\" (only state can be changed)");
-  }
-  std::optional<TaskState> state = ParseTaskState((*body)["state"].get<std::string>());
-  if (!state || (*state != TaskState::kSuccess && *state != TaskState::kFailed)) {
-    return JsonError(400, "state must be \"success\" or \"failed\"");
-  }
+  HttpResponse error;
+  std::optional<std::string> token = MarkedState(request, &error);
+  if (!token) return error;
+  TaskState state = *token == "success" ? TaskState::kSuccess : TaskState::kFailed;
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
-  Status s = context_.scheduler->MarkTask(dag_id, run_id, task_id, *state);
+  Status s = context_.scheduler->MarkTask(dag_id, run_id, task_id, state);
   if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : 500, s.message());
   if (context_.wake_scheduler) context_.wake_scheduler();
   return ListTaskInstances(dag_id, run_id);
