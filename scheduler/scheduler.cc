@@ -514,11 +514,8 @@ void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
         active.dirty.insert(i);
       }
       if (ti.state != TaskState::kScheduled) continue;
-      if (ti.try_number > 0) {  // a retry or a window-stopped try: its upstream already passed
-        active.ready.insert(i);
-        ready_since_.try_emplace(ti.id, now);
-        continue;
-      }
+      // Always judged from the upstream states as they are now: a retry or a window-stopped
+      // try finds them unchanged, a cleared task waits for its cleared upstream to run again.
       std::vector<TaskState> upstream;
       for (const std::string& up : task->depends_on) {
         auto up_idx = active.by_task.find(up);

@@ -9,12 +9,12 @@ std::string HttpRequest::Header(const std::string& lower_name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
-std::string UrlDecode(const std::string& text) {
+std::string UrlDecode(const std::string& text, bool plus_is_space) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
-    if (c == '+') {
+    if (c == '+' && plus_is_space) {
       out += ' ';
     } else if (c == '%' && i + 2 < text.size() &&
                std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&

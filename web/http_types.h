@@ -29,6 +29,8 @@ struct ParsedTarget {
   std::map<std::string, std::string> query;
 };
 ParsedTarget ParseTarget(const std::string& target);
-std::string UrlDecode(const std::string& text);
+// Percent-decoding; `plus_is_space` for query strings only ("+" in a path is a plus: run ids
+// such as "manual__2026-11-28T02:00:00+00:00" contain one).
+std::string UrlDecode(const std::string& text, bool plus_is_space = true);
 
 }  // namespace nightshift

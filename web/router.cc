@@ -53,7 +53,7 @@ std::vector<std::string> PathSegments(const std::string& path) {
   while (start < path.size()) {
     size_t end = path.find('/', start);
     if (end == std::string::npos) end = path.size();
-    if (end > start) segments.push_back(UrlDecode(path.substr(start, end - start)));
+    if (end > start) segments.push_back(UrlDecode(path.substr(start, end - start), /*plus_is_space=*/false));
     start = end + 1;
   }
   return segments;

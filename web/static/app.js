@@ -107,6 +107,7 @@
   function fmtDur(seconds) {
     if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
     if (seconds < 0) seconds = 0;
+    if (seconds < 0.1) return Math.round(seconds * 1000) + 'ms';
     if (seconds < 10) return seconds.toFixed(1) + 's';
     if (seconds < 60) return Math.round(seconds) + 's';
     const m = Math.floor(seconds / 60);
@@ -389,8 +390,81 @@
   // ------------------------------------------------------------------------------------------------
   // Graph view: an SVG of the tasks in layers (left to right), coloured by state in the selected run
 
+  // Layered (Sugiyama-style) layout, left to right: layers by longest path from a root, a virtual
+  // waypoint in every layer an edge skips, a few barycenter sweeps to reduce crossings, then each layer
+  // stacked and centred. Returns positions by id, each edge as a chain of ids, and the size.
+  function graphLayout(tasks, { W, H, VH, GX, GY, PAD }) {
+    const { layerOf } = layerTasks(tasks);
+    const ids = new Set(tasks.map(t => t.task_id));
+    const ups = new Map(), downs = new Map(), virtual = new Set();
+    const link = (a, b) => {
+      (ups.get(b) || ups.set(b, []).get(b)).push(a);
+      (downs.get(a) || downs.set(a, []).get(a)).push(b);
+    };
+    const layers = [];
+    const put = (id, l) => (layers[l] ||= []).push(id);
+    tasks.forEach(t => put(t.task_id, layerOf.get(t.task_id)));
+    const edges = [];
+    for (const t of tasks) {
+      for (const u of t.depends_on || []) {
+        if (!ids.has(u)) continue;
+        const chain = [u];
+        for (let l = layerOf.get(u) + 1; l < layerOf.get(t.task_id); l++) {
+          const v = `\u0000${u}\u0000${t.task_id}\u0000${l}`;
+          virtual.add(v);
+          put(v, l);
+          chain.push(v);
+        }
+        chain.push(t.task_id);
+        for (let i = 1; i < chain.length; i++) link(chain[i - 1], chain[i]);
+        edges.push(chain);
+      }
+    }
+    const pos = new Map();
+    const index = () => layers.forEach(ids2 => ids2.forEach((id, i) => pos.set(id, i)));
+    index();
+    const sweep = (l, neighbours) => {
+      const key = new Map(layers[l].map((id, i) => {
+        const ns = (neighbours.get(id) || []).filter(n => pos.has(n));
+        return [id, ns.length ? ns.reduce((a, n) => a + pos.get(n), 0) / ns.length : i];
+      }));
+      layers[l].sort((a, b) => key.get(a) - key.get(b));
+      layers[l].forEach((id, i) => pos.set(id, i));
+    };
+    for (let pass = 0; pass < 4; pass++) {
+      if (pass % 2 === 0) for (let l = 1; l < layers.length; l++) sweep(l, ups);
+      else for (let l = layers.length - 2; l >= 0; l--) sweep(l, downs);
+    }
+    const heightOf = (ids2) => ids2.reduce((a, id) => a + (virtual.has(id) ? VH : H), 0) + GY * Math.max(0, ids2.length - 1);
+    const tallest = Math.max(...layers.map(heightOf));
+    const layout = new Map();
+    layers.forEach((ids2, l) => {
+      let y = PAD + (tallest - heightOf(ids2)) / 2;
+      for (const id of ids2) {
+        const v = virtual.has(id);
+        layout.set(id, { x: PAD + l * (W + GX), y, h: v ? VH : H, virtual: v });
+        y += (v ? VH : H) + GY;
+      }
+    });
+    return { layout, edges, width: PAD * 2 + layers.length * W + (layers.length - 1) * GX, height: PAD * 2 + tallest };
+  }
+
+  // Cuts text with an ellipsis to fit width px in the given canvas font.
+  const measureCtx = document.createElement('canvas').getContext('2d');
+  function fitText(text, width, font) {
+    measureCtx.font = font;
+    if (measureCtx.measureText(text).width <= width) return text;
+    let lo = 0, hi = text.length;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (measureCtx.measureText(text.slice(0, mid) + '…').width <= width) lo = mid; else hi = mid - 1;
+    }
+    return text.slice(0, lo) + '…';
+  }
+
   class GraphView {
     constructor(onNodeClick) {
+      this.font = getComputedStyle(document.documentElement).getPropertyValue('--sans').trim() || 'sans-serif';
       this.onNodeClick = onNodeClick;
       this.el = h('div', { class: 'graph-wrap' });
       this.nodes = new Map();
@@ -403,46 +477,43 @@
       this.sig = sig;
       this.nodes.clear();
       if (!tasks.length) { fill(this.el, h('div', { class: 'empty' }, 'This DAG has no tasks.')); return; }
-      const W = 176, H = 46, GX = 70, GY = 16, PAD = 8;
-      const { layers } = layerTasks(tasks);
-      const tallest = Math.max(...layers.map(l => l.length));
-      const pos = new Map();
-      layers.forEach((ids, l) => {
-        const offset = (tallest - ids.length) * (H + GY) / 2;
-        ids.forEach((id, i) => pos.set(id, { x: PAD + l * (W + GX), y: PAD + offset + i * (H + GY) }));
-      });
-      const width = PAD * 2 + layers.length * W + (layers.length - 1) * GX;
-      const height = PAD * 2 + tallest * H + (tallest - 1) * GY;
+      const W = 176, H = 46, VH = 10, GX = 76, GY = 14, PAD = 8;
+      const { layout, edges, width, height } = graphLayout(tasks, { W, H, VH, GX, GY, PAD });
       const svg = s('svg', { class: 'graph', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
                              'aria-label': 'Task dependency graph' });
       svg.append(s('defs', null, s('marker', { id: 'ns-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5,
         markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { class: 'arrow', d: 'M0,0 L10,5 L0,10 z' }))));
-      const edges = s('g', { class: 'edges' });
-      for (const t of tasks) {
-        for (const up of t.depends_on || []) {
-          const a = pos.get(up), b = pos.get(t.task_id);
-          if (!a || !b) continue;
-          const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x - 2, y2 = b.y + H / 2, dx = Math.max(24, (x2 - x1) / 2);
-          edges.append(s('path', { class: 'edge', d: `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`,
-                                   'marker-end': 'url(#ns-arrow)' }));
+      // Edges: a curve from each box (or virtual waypoint) to the next, straight through waypoints, so
+      // an edge that skips layers runs through the gaps between boxes instead of under them.
+      const g = s('g', { class: 'edges' });
+      for (const chain of edges) {
+        const pts = chain.map(id => layout.get(id));
+        let d = `M${pts[0].x + W},${pts[0].y + pts[0].h / 2}`;
+        for (let i = 1; i < pts.length; i++) {
+          const a = pts[i - 1], b = pts[i];
+          const x1 = a.x + W, y1 = a.y + a.h / 2, x2 = b.x - (b.virtual ? 0 : 2), y2 = b.y + b.h / 2;
+          const dx = Math.max(20, (x2 - x1) / 2);
+          if (i > 1 || !a.virtual) d += ` C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
+          if (b.virtual) d += ` L${b.x + W},${y2}`;
         }
+        g.append(s('path', { class: 'edge', d, 'marker-end': 'url(#ns-arrow)' }));
       }
-      svg.append(edges);
+      svg.append(g);
       for (const t of tasks) {
-        const p = pos.get(t.task_id);
-        const label = t.task_id.length > 22 ? t.task_id.slice(0, 21) + '…' : t.task_id;
+        const p = layout.get(t.task_id);
+        const label = fitText(t.task_id, W - 24, '600 12.5px ' + this.font);
         const sub = s('text', { class: 'sub', x: 14, y: 34 }, 'no status');
-        const g = s('g', { class: 'node st-none', transform: `translate(${p.x},${p.y})`, tabindex: 0,
-                           role: 'button', dataset: { taskId: t.task_id } },
+        const node = s('g', { class: 'node st-none', transform: `translate(${p.x},${p.y})`, tabindex: 0,
+                              role: 'button', dataset: { taskId: t.task_id } },
           s('title', null, t.task_id),
           s('rect', { class: 'box', width: W, height: H, rx: 8 }),
           s('rect', { class: 'bar', x: 0.8, y: 0.8, width: 5, height: H - 1.6, rx: 3 }),
           s('text', { class: 'label', x: 14, y: 19 }, label),
           sub);
-        g.addEventListener('click', () => this.onNodeClick(t.task_id));
-        g.addEventListener('keydown', (e) => { if (e.key === 'Enter') this.onNodeClick(t.task_id); });
-        this.nodes.set(t.task_id, { g, sub, extra: t.map ? ' · mapped' : '' });
-        svg.append(g);
+        node.addEventListener('click', () => this.onNodeClick(t.task_id));
+        node.addEventListener('keydown', (e) => { if (e.key === 'Enter') this.onNodeClick(t.task_id); });
+        this.nodes.set(t.task_id, { g: node, sub, extra: t.map ? ' · mapped' : '' });
+        svg.append(node);
       }
       fill(this.el, svg);
     }
@@ -961,9 +1032,15 @@
       }
       const taskIds = (dag.tasks || []).map(t => t.task_id);
       let grid = null;
-      if (!this.gridMissingSince || Date.now() - this.gridMissingSince > 30000) {
+      // A big grid (hundreds of runs) is a big response: refresh it every 5 s instead of every poll.
+      const fresh = this.gridData && this.gridData.limit === this.limit && this.limit > 100 &&
+                    Date.now() - this.gridData.at < 5000;
+      if (fresh) {
+        grid = this.gridData.grid;
+      } else if (!this.gridMissingSince || Date.now() - this.gridMissingSince > 30000) {
         grid = await get(`${dagPath(this.dagId)}/grid?limit=${this.limit}`, { allow404: true });
         this.gridMissingSince = grid ? 0 : Date.now();
+        this.gridData = grid ? { grid, limit: this.limit, at: Date.now() } : null;
       }
       if (grid) {
         this.tasks = grid.tasks || taskIds;
@@ -1131,7 +1208,7 @@
         this.head, this.confBox,
         h('section', { class: 'card' },
           h('div', { class: 'card-head' }, h('h2', null, 'Task instances'),
-            h('span', { class: 'hint' }, 'Gantt: each bar runs from the start to the end of the latest try'), this.summary),
+            h('span', { class: 'hint' }, 'Gantt: a bar per try, from its start to its end; earlier tries are faded'), this.summary),
           h('div', { class: 'card-body flush ti-table' },
             h('div', { class: 'ti-head' }, h('div', null, 'Task'), h('div', null, 'State'), h('div', null, 'Try'),
               h('div', null, 'Duration'), h('div', null, 'Progress'), this.axis),
@@ -1163,10 +1240,38 @@
       this.dag = dag;
       this.run = run;
       this.tis = this.order(tis.task_instances || []);
+      await this.fetchTries();
       this.renderHead();
       this.renderRows();
       this.renderPanel();
       await this.pollLog();
+    }
+
+    // Earlier tries of retried or cleared tasks, for the Gantt, and every try of the selected task, for
+    // its panel. A try that has ended never changes, so each task's list is fetched again only when its
+    // try number or state moves on.
+    async fetchTries() {
+      if (this.triesMissing) return;
+      this.tries ||= new Map();
+      const wanted = this.tis.filter(ti => {
+        const have = this.tries.get(tiKey(ti));
+        const sig = `${ti.try_number}|${ti.state}`;
+        return (ti.try_number > 1 || this.isSelected(ti)) && ti.try_number > 0 && (!have || have.sig !== sig);
+      }).slice(0, 20);
+      await Promise.all(wanted.map(async (ti) => {
+        let path = `${tiPath(this.dagId, this.runId, ti.task_id)}/tries`;
+        if ((ti.map_index ?? -1) >= 0) path += `?map_index=${ti.map_index}`;
+        try {
+          const body = await get(path, { allow404: true });
+          if (body === null) { this.triesMissing = true; return; }
+          this.tries.set(tiKey(ti), { sig: `${ti.try_number}|${ti.state}`, list: body.tries || [] });
+        } catch (_) { /* the Gantt shows the latest try without them */ }
+      }));
+    }
+
+    triesOf(ti) {
+      const t = this.tries && this.tries.get(tiKey(ti));
+      return t ? t.list : [];
     }
 
     order(tis) {
@@ -1218,7 +1323,7 @@
         this.confSig = confSig;
         const keys = Object.keys(r.conf || {});
         fill(this.confBox, keys.length
-          ? h('details', { class: 'run-conf card card-body' }, h('summary', null, `Conf (${keys.length} key${keys.length === 1 ? '' : 's'})`),
+          ? h('details', { class: 'run-conf' }, h('summary', null, `Conf (${keys.length} key${keys.length === 1 ? '' : 's'})`),
               h('pre', { class: 'json-box', id: 'run-conf' }, JSON.stringify(r.conf, null, 2)))
           : null);
       }
@@ -1229,6 +1334,10 @@
       let t0 = Infinity, t1 = -Infinity;
       const now = Date.now();
       for (const ti of this.tis) {
+        for (const tr of this.triesOf(ti)) {
+          const a = parseTime(tr.start_date);
+          if (a !== null) t0 = Math.min(t0, a);
+        }
         const a = parseTime(ti.start_date);
         if (a === null) continue;
         t0 = Math.min(t0, a);
@@ -1258,7 +1367,7 @@
         seen.add(key);
         const live = ti.state === 'running' ? Math.floor(Date.now() / 1000) : 0;
         const sel = this.isSelected(ti);
-        const sig = JSON.stringify([ti, span, live, sel]);
+        const sig = JSON.stringify([ti, span, live, sel, this.triesOf(ti)]);
         let entry = this.rows.get(key);
         if (!entry || entry.sig !== sig) {
           const row = this.buildRow(ti, span, sel);
@@ -1296,7 +1405,7 @@
     buildRow(ti, span, selected) {
       const mapped = ti.map_index !== undefined && ti.map_index !== null && ti.map_index >= 0;
       const row = h('div', { class: 'ti-row' + (selected ? ' selected' : ''), role: 'button', tabindex: 0,
-                             dataset: { taskId: ti.task_id, mapIndex: String(ti.map_index ?? -1), state: stateName(ti.state) },
+                             dataset: { taskId: ti.task_id, mapIndex: String(ti.map_index ?? -1), state: stateName(ti.state), try: String(ti.try_number ?? 0) },
                              'aria-label': `${ti.task_id}${mapped ? ' [' + ti.map_index + ']' : ''}: ${stateLabel(ti.state)}` });
       const select = () => this.select({ task_id: ti.task_id, map_index: mapped ? ti.map_index : null }, null, true);
       row.addEventListener('click', select);
@@ -1323,6 +1432,18 @@
       }
       row.append(progCell);
       const track = h('div', { class: 'gantt-track' });
+      if (span) {
+        // Earlier tries, faded, before the latest one.
+        for (const tr of this.triesOf(ti)) {
+          const a = parseTime(tr.start_date), b = parseTime(tr.end_date);
+          if (tr.try_number >= (ti.try_number || 0) || a === null || b === null) continue;
+          const bar = h('div', { class: 'gantt-bar prev ' + safeClass(tr.state),
+            title: `${ti.task_id} try ${tr.try_number}: ${stateLabel(tr.state)}${tr.reason ? ' (' + tr.reason + ')' : ''}, ${fmtDur((b - a) / 1000)}` });
+          bar.style.left = ((a - span.t0) / (span.t1 - span.t0) * 100).toFixed(3) + '%';
+          bar.style.width = (Math.max(0, b - a) / (span.t1 - span.t0) * 100).toFixed(3) + '%';
+          track.append(bar);
+        }
+      }
       const start = parseTime(ti.start_date);
       if (span && start !== null) {
         const end = parseTime(ti.end_date) ?? Date.now();
@@ -1452,7 +1573,8 @@
         kvItem('Priority weight', String(ti.priority_weight ?? '—')),
         typeof ti.progress === 'number' ? kvItem('Progress', `${Math.round(ti.progress * 100)}%`) : null,
         ti.cached ? kvItem('Cached', 'yes: result reused') : null,
-        ti.waiting_reason ? kvItem('Waiting because', ti.waiting_reason) : null);
+        ti.waiting_reason ? kvItem('Waiting because', ti.waiting_reason) : null,
+        ...this.tryFacts(ti, tryNum).map(([k, v]) => kvItem(k, v)));
       const outSig = JSON.stringify(ti.output ?? null);
       if (els.outSig !== outSig) {
         els.outSig = outSig;
@@ -1460,12 +1582,18 @@
           ? [h('h3', null, 'Output'), h('pre', { class: 'json-box mono' }, typeof ti.output === 'string' ? ti.output : JSON.stringify(ti.output, null, 2))]
           : []);
       }
-      const triesSig = `${latest}|${tryNum}`;
+      const tryList = this.triesOf(ti);
+      const triesSig = `${latest}|${tryNum}|${JSON.stringify(tryList)}`;
       if (els.triesSig !== triesSig) {
         els.triesSig = triesSig;
         const buttons = [];
+        const byNum = new Map(tryList.map(tr => [tr.try_number, tr]));
         for (let n = 1; n <= latest; n++) {
-          const b = h('button', { class: 'btn try-btn', type: 'button', 'aria-pressed': String(n === tryNum) }, `Try ${n}`);
+          const tr = byNum.get(n);
+          const st = n === latest ? ti.state : tr && tr.state;
+          const b = h('button', { class: 'btn try-btn', type: 'button', 'aria-pressed': String(n === tryNum),
+                                  title: tr ? `${stateLabel(tr.state)}${tr.exit_code !== null && tr.exit_code !== undefined ? ', exit code ' + tr.exit_code : ''}${tr.reason ? ': ' + tr.reason : ''}` : '' },
+            h('span', { class: 'sq ' + safeClass(st), 'aria-hidden': 'true' }), `Try ${n}`);
           b.addEventListener('click', () => { this.wantTry = n === latest ? null : n; this.log = null; this.panelSig = null; this.renderPanel(); this.pollLog().catch(() => {}); });
           buttons.push(b);
         }
@@ -1482,6 +1610,17 @@
         }
       }
       this.renderLogStatus();
+    }
+
+    // Exit code and reason of the try on show, from the tries endpoint.
+    tryFacts(ti, tryNum) {
+      const tr = this.triesOf(ti).find(t => t.try_number === tryNum);
+      if (!tr) return [];
+      const facts = [];
+      if (tryNum !== ti.try_number) facts.push([`Try ${tryNum}`, `${stateLabel(tr.state)}, ${fmtDur(spanSeconds(tr.start_date, tr.end_date))}`]);
+      if (tr.exit_code !== null && tr.exit_code !== undefined) facts.push(['Exit code', String(tr.exit_code)]);
+      if (tr.reason) facts.push(['Reason', tr.reason]);
+      return facts;
     }
 
     renderLogStatus() {

@@ -469,6 +469,34 @@ TEST_F(SchedulerTest, PausedDagsCreateNoRuns) {
   EXPECT_EQ(store_->ListRuns(RunQuery{})->total_entries, 1);  // catchup off: the latest hour only
 }
 
+TEST_F(SchedulerTest, ClearedDownstreamWaitsForItsClearedUpstream) {
+  Dag dag;
+  dag.dag_id = "clear";
+  dag.tasks = {MakeTask("a"), MakeTask("b", {"a"}), MakeTask("c", {"b"})};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("clear", "r", std::nullopt, "{}");
+  for (int i = 0; i < 3; ++i) {
+    Pass();
+    CompleteSubmitted();
+  }
+  Pass();
+  ASSERT_EQ(RunStateOf(run->id), RunState::kSuccess);
+  ASSERT_TRUE(s.ClearTask("clear", "r", "a", /*downstream=*/true).ok());
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a", "b", "c", "a"}));
+  EXPECT_EQ(Ti(run->id, "b").state, TaskState::kScheduled);
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"a", "b", "c", "a", "b"}));
+  CompleteSubmitted();
+  Pass();
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "c").try_number, 2);
+}
+
 // Writes what a try "wrote" to $NIGHTSHIFT_OUTPUT, as the real task would.
 void WriteOutput(const TaskSpec& spec, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(spec.output_path).parent_path());
