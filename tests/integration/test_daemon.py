@@ -186,6 +186,26 @@ class ShutdownAndCrashTest(unittest.TestCase):
         (state,), = db_rows(ws, "SELECT state FROM task_instances")
         self.assertEqual(state, "success")
 
+    def test_sighup_reloads_the_config_and_refuses_a_broken_one(self):
+        ws = Workspace("pools: {db: 1}\n")
+        self.addCleanup(ws.cleanup)
+        ws.write_dag("a.yaml", "tasks:\n  - {task_id: t, command: 'true'}\n")
+        daemon = Daemon(ws).wait_healthy()
+        self.addCleanup(daemon.kill)
+
+        def slots():
+            _, text = get(ws.url + "/metrics")
+            return [line for line in text.splitlines() if line.startswith('nightshift_pool_slots{pool="db"}')]
+        self.assertEqual(slots(), ['nightshift_pool_slots{pool="db"} 1'])
+        ws.write("nightshift.yaml", open(ws.config).read().replace("db: 1", "db: 5"))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: slots() == ['nightshift_pool_slots{pool="db"} 5'], 10, "the new pool size")
+        ws.write("nightshift.yaml", open(ws.config).read().replace("db: 5", "db: five"))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "config not reloaded" in daemon.output(), 10, "the refusal in the log")
+        self.assertEqual(slots(), ['nightshift_pool_slots{pool="db"} 5'])
+        self.assertEqual(get(ws.url + "/api/v1/health")[0], 200)
+
     def test_kill_9_mid_run_loses_nothing_and_reruns_nothing(self):
         ws = Workspace("parallelism: 8\n")
         self.addCleanup(ws.cleanup)
