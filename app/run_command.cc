@@ -6,14 +6,19 @@
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <set>
 #include <thread>
 
 #include "app/state_dir.h"
 #include "dags/dag_loader.h"
 #include "executor/local_executor.h"
+#include "executor/routing_executor.h"
+#include "executor/slurm_executor.h"
 #include "scheduler/dag_registry.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_loop.h"
@@ -25,59 +30,75 @@ namespace net = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
 // Draws the run's progress: a bar redrawn in place on a terminal, a line per finished task
-// otherwise (so logs and CI output stay readable).
+// otherwise (so logs and CI output stay readable). Counts come from the scheduler's memory;
+// the per-task lines read the database, at most once a second, and only for runs small
+// enough to list (a 100,000-instance run prints a summary line instead).
 class ProgressDisplay {
  public:
-  ProgressDisplay(Store& store, int64_t run_pk) : store_(store), run_pk_(run_pk), tty_(isatty(STDOUT_FILENO)) {}
+  ProgressDisplay(Store& store, const Scheduler& scheduler, int64_t run_pk)
+      : store_(store), scheduler_(scheduler), run_pk_(run_pk), tty_(isatty(STDOUT_FILENO)) {}
 
   void Update(bool final) {
     auto now = SteadyClock::now();
-    if (!final && now - last_draw_ < std::chrono::milliseconds(100)) return;
+    if (!final && now - last_draw_ < std::chrono::milliseconds(tty_ ? 100 : 1000)) return;
     last_draw_ = now;
-    auto tis = store_.ListTaskInstances(run_pk_);
-    if (!tis.ok()) return;
-    int total = 0, done = 0, running = 0, failed = 0;
-    for (const TaskInstance& ti : *tis) {
-      ++total;
-      if (IsFinished(ti.state)) ++done;
-      if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++running;
-      if (ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) ++failed;
-      std::string name = ti.task_id + (ti.map_index >= 0 ? "[" + std::to_string(ti.map_index) + "]" : "");
-      auto [it, inserted] = last_state_.emplace(name, ti.state);
-      bool changed = inserted || it->second != ti.state;
-      it->second = ti.state;
-      if (!tty_ && changed && IsFinished(ti.state)) {
-        std::printf("%-32s %s (try %d)\n", name.c_str(), std::string(ToString(ti.state)).c_str(), ti.try_number);
-      }
-      if (tty_ && changed && ti.state == TaskState::kFailed) {
-        std::printf("\r\033[K%s failed (try %d)\n", name.c_str(), ti.try_number);
-      }
-    }
-    double elapsed = std::chrono::duration<double>(now - start_).count();
+    std::optional<RunProgress> p = scheduler_.Progress(run_pk_);
+    if (!p || final) p = FromStore();
+    if (!p) return;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    if (!tty_ && p->total <= kMaxListed) PrintFinishedTasks();
     if (tty_) {
       constexpr int kWidth = 30;
-      int filled = total ? done * kWidth / total : 0;
+      int filled = p->total ? p->done * kWidth / p->total : 0;
       // Time left, assuming the rest goes at the pace so far.
       std::string eta;
-      if (done > 0 && done < total) {
-        eta = ", ~" + std::to_string(static_cast<int>(elapsed / done * (total - done) + 0.5)) + "s left";
+      if (p->done > 0 && p->done < p->total) {
+        eta = ", ~" + std::to_string(static_cast<int>(elapsed / p->done * (p->total - p->done) + 0.5)) + "s left";
       }
       std::printf("\r\033[K[%s%s] %d/%d done, %d running, %d failed, %.1fs%s", std::string(filled, '#').c_str(),
-                  std::string(kWidth - filled, '.').c_str(), done, total, running, failed, elapsed, eta.c_str());
+                  std::string(kWidth - filled, '.').c_str(), p->done, p->total, p->running, p->failed, elapsed,
+                  eta.c_str());
       if (final) std::printf("\n");
-    } else if (final) {
-      std::printf("%d/%d done, %d failed, %.1fs\n", done, total, failed, elapsed);
+    } else if (final || p->total > kMaxListed) {
+      std::printf("%d/%d done, %d running, %d failed, %.1fs\n", p->done, p->total, p->running, p->failed, elapsed);
     }
     std::fflush(stdout);
   }
 
  private:
+  static constexpr int kMaxListed = 2000;
+
+  std::optional<RunProgress> FromStore() {
+    auto tis = store_.ListTaskInstances(run_pk_);
+    if (!tis.ok()) return std::nullopt;
+    RunProgress p;
+    for (const TaskInstance& ti : *tis) {
+      ++p.total;
+      if (IsFinished(ti.state)) ++p.done;
+      if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++p.running;
+      if (ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) ++p.failed;
+    }
+    return p;
+  }
+
+  void PrintFinishedTasks() {
+    auto tis = store_.ListTaskInstances(run_pk_);
+    if (!tis.ok()) return;
+    for (const TaskInstance& ti : *tis) {
+      if (!IsFinished(ti.state) || !printed_.insert(ti.id).second) continue;
+      std::string name = ti.task_id + (ti.map_index >= 0 ? "[" + std::to_string(ti.map_index) + "]" : "");
+      std::printf("%-32s %s (try %d)%s\n", name.c_str(), std::string(ToString(ti.state)).c_str(), ti.try_number,
+                  ti.cached ? " cached" : "");
+    }
+  }
+
   Store& store_;
+  const Scheduler& scheduler_;
   int64_t run_pk_;
   bool tty_;
   SteadyClock::time_point start_ = SteadyClock::now();
   SteadyClock::time_point last_draw_{};
-  std::map<std::string, TaskState> last_state_;
+  std::set<int64_t> printed_;
 };
 
 }  // namespace
@@ -134,7 +155,21 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(parallelism) + 4;  // callbacks need room too
   executor_options.kill_grace = config.kill_grace;
-  LocalExecutor executor(io, executor_options, [&] { if (wake) wake(); });
+  LocalExecutor local_executor(io, executor_options, [&] { if (wake) wake(); });
+  std::map<std::string, Executor*> executors{{"local", &local_executor}};
+  // Slurm only when this DAG or the config asks for it: a plain run starts no extra threads.
+  std::optional<SlurmExecutor> slurm_executor;
+  bool uses_slurm = config.executor == "slurm";
+  for (const Task& task : dag.tasks) uses_slurm = uses_slurm || task.executor == "slurm";
+  if (uses_slurm) {
+    SlurmExecutorOptions slurm_options;
+    slurm_options.slurm = config.slurm;
+    slurm_options.clock = &clock;
+    slurm_options.kill_grace = config.kill_grace;
+    slurm_executor.emplace(io, slurm_options, [&] { if (wake) wake(); });
+    executors["slurm"] = &*slurm_executor;
+  }
+  RoutingExecutor executor(config.executor, executors);
   Scheduler scheduler(scheduler_options, **store, executor, clock, dags);
   SchedulerLoop loop(io, scheduler, clock);
   wake = [&] { loop.Wake(); };
@@ -150,7 +185,7 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
     std::fprintf(stderr, "cannot start run: %s\n", run.status().ToString().c_str());
     return 2;
   }
-  ProgressDisplay progress(**store, run->id);
+  ProgressDisplay progress(**store, scheduler, run->id);
   loop.set_after_pass([&] {
     progress.Update(false);
     if (!scheduler.IsActive(run->id) && scheduler.ActiveTries() == 0) {

@@ -128,7 +128,7 @@ Status Scheduler::Recover() {
         at.ti_index = i;
         at.task_try = t;
         active_tries_[key] = at;
-        to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path});
+        to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path, t.external_id ? "slurm" : "local"});
       }
     }
   }
@@ -501,6 +501,7 @@ void Scheduler::StartQueuedRuns(TimePoint now) {
 
 void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
   active.ready.clear();
+  std::map<std::string, UpstreamCounts> upstream_counts;  // per upstream task, this pass
   for (const std::string& task_id : active.topo_order) {
     const Task* task = active.dag.FindTask(task_id);
     auto idx = active.by_task.find(task_id);
@@ -516,13 +517,26 @@ void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
       if (ti.state != TaskState::kScheduled) continue;
       // Always judged from the upstream states as they are now: a retry or a window-stopped
       // try finds them unchanged, a cleared task waits for its cleared upstream to run again.
-      std::vector<TaskState> upstream;
+      // Tallied once per upstream task and pass, not once per instance: a task mapped into
+      // 100,000 instances feeding one reducer must not cost 100,000 x 100,000 per pass.
+      // Topological order guarantees every upstream instance was decided before this one.
+      UpstreamCounts counts;
       for (const std::string& up : task->depends_on) {
-        auto up_idx = active.by_task.find(up);
-        if (up_idx == active.by_task.end()) continue;
-        for (size_t j : up_idx->second) upstream.push_back(active.tis[j].state);
+        auto memo = upstream_counts.find(up);
+        if (memo == upstream_counts.end()) {
+          std::vector<TaskState> states;
+          if (auto up_idx = active.by_task.find(up); up_idx != active.by_task.end()) {
+            for (size_t j : up_idx->second) states.push_back(active.tis[j].state);
+          }
+          memo = upstream_counts.emplace(up, UpstreamCounts::Of(states)).first;
+        }
+        counts.total += memo->second.total;
+        counts.success += memo->second.success;
+        counts.skipped += memo->second.skipped;
+        counts.failed += memo->second.failed;
+        counts.upstream_failed += memo->second.upstream_failed;
       }
-      switch (EvaluateTriggerRule(task->trigger_rule, UpstreamCounts::Of(upstream))) {
+      switch (EvaluateTriggerRule(task->trigger_rule, counts)) {
         case TriggerDecision::kWait:
           break;
         case TriggerDecision::kReady:
@@ -966,6 +980,38 @@ void Scheduler::Dispatch(TimePoint now) {
     if (active.run.state != RunState::kRunning) continue;
     for (size_t i : active.ready) candidates.push_back({&active, i});
   }
+  // Saturated (the common case in a big run): no candidate can start, so skip the sort and
+  // give them all the same reason, built once.
+  // A closed window is the first reason a task waits; each window is judged once per pass.
+  std::map<std::string, std::optional<std::string>> window_closed;  // name -> reason when closed
+  auto closed_window_reason = [&](const ActiveRun& active, const Task& task) -> const std::optional<std::string>& {
+    static const std::optional<std::string> kOpen;
+    if (!options_.respect_windows) return kOpen;
+    std::optional<std::string> name = WindowOf(active, task);
+    if (!name) return kOpen;
+    auto [it, inserted] = window_closed.try_emplace(*name);
+    if (inserted) {
+      auto w = options_.windows.find(*name);
+      if (w != options_.windows.end() && !w->second.IsOpen(now)) {
+        std::optional<TimePoint> open = w->second.NextOpen(now);
+        it->second = "window " + *name + " closed until " +
+                     (open ? FormatRfc3339In(*open, w->second.timezone()) : std::string("never"));
+      }
+    }
+    return it->second;
+  };
+  if (running_total >= options_.parallelism) {
+    const std::string reason = "parallelism reached (" + std::to_string(running_total) + "/" +
+                               std::to_string(options_.parallelism) + ")";
+    for (const Candidate& c : candidates) {
+      const Task* task = TaskOf(*c.run, c.run->tis[c.index]);
+      if (!task) continue;
+      const std::optional<std::string>& closed = closed_window_reason(*c.run, *task);
+      const std::string& why = closed ? *closed : reason;
+      if (c.run->tis[c.index].waiting_reason != why) SetWaitingReason(*c.run, c.index, why);
+    }
+    return;
+  }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     const TaskInstance& x = a.run->tis[a.index];
     const TaskInstance& y = b.run->tis[b.index];
@@ -980,17 +1026,9 @@ void Scheduler::Dispatch(TimePoint now) {
     TaskInstance& ti = active.tis[c.index];
     const Task* task = TaskOf(active, ti);
     if (!task) continue;
-    if (options_.respect_windows) {
-      if (std::optional<std::string> name = WindowOf(active, *task)) {
-        auto w = options_.windows.find(*name);
-        if (w != options_.windows.end() && !w->second.IsOpen(now)) {
-          std::optional<TimePoint> open = w->second.NextOpen(now);
-          SetWaitingReason(active, c.index,
-                           "window " + *name + " closed until " +
-                               (open ? FormatRfc3339In(*open, w->second.timezone()) : std::string("never")));
-          continue;
-        }
-      }
+    if (const std::optional<std::string>& closed = closed_window_reason(active, *task)) {
+      SetWaitingReason(active, c.index, *closed);
+      continue;
     }
     if (running_total >= options_.parallelism) {
       SetWaitingReason(active, c.index, "parallelism reached (" + std::to_string(running_total) + "/" +
@@ -1100,6 +1138,19 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
     spec.cwd = (cwd.is_absolute() ? cwd : dag_dir / cwd).lexically_normal().string();
   }
   if (spec.cwd.empty()) spec.cwd = ".";
+  // Empty: the daemon's default executor. Callbacks (no task) always run on this machine.
+  spec.executor = task ? task->executor.value_or("") : "local";
+  spec.slurm = active.dag.slurm;
+  if (task) {
+    const SlurmTaskOptions& own = task->slurm;
+    if (own.partition) spec.slurm.partition = own.partition;
+    if (own.cpus_per_task) spec.slurm.cpus_per_task = own.cpus_per_task;
+    if (own.mem) spec.slurm.mem = own.mem;
+    if (own.time) spec.slurm.time = own.time;
+    if (own.gres) spec.slurm.gres = own.gres;
+    spec.slurm.extra_args.insert(spec.slurm.extra_args.end(), own.extra_args.begin(), own.extra_args.end());
+    spec.slurm.array = spec.slurm.array || own.array;
+  }
   for (const auto& [k, v] : active.dag.env) spec.env[k] = v;
   if (task) {
     for (const auto& [k, v] : task->env) spec.env[k] = v;

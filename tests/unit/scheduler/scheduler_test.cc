@@ -314,6 +314,24 @@ TEST_F(SchedulerTest, ClosedWindowHoldsTasksUntilItOpens) {
   EXPECT_EQ(executor_.submitted.size(), 1u);
 }
 
+TEST_F(SchedulerTest, AClosedWindowIsTheReasonEvenWhenSlotsAreFull) {
+  options_.parallelism = 1;
+  auto window = Window::Parse("nightly", "UTC", {"22:00-06:00"}, OnClose::kDrain);
+  options_.windows.emplace("nightly", *window);
+  Dag dag;
+  dag.dag_id = "full";
+  Task later = MakeTask("later");
+  later.window = "nightly";
+  dag.tasks = {MakeTask("now1"), MakeTask("now2"), later};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("full", std::nullopt, std::nullopt, "{}");
+  Pass();
+  Pass();  // saturated now: the shortcut path
+  EXPECT_EQ(Ti(run->id, "now2").waiting_reason, "parallelism reached (1/1)");
+  EXPECT_EQ(Ti(run->id, "later").waiting_reason, "window nightly closed until 2026-11-28T22:00:00+00:00");
+}
+
 TEST_F(SchedulerTest, WindowKillStopsAndRequeuesWithoutUsingARetry) {
   auto window = Window::Parse("nightly", "UTC", {"10:00-12:30"}, OnClose::kKill);
   ASSERT_TRUE(window.ok());
