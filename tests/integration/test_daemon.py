@@ -2,6 +2,7 @@
 and what survives SIGTERM and kill -9."""
 import datetime
 import os
+import pathlib
 import signal
 import sqlite3
 import unittest
@@ -197,10 +198,10 @@ class ShutdownAndCrashTest(unittest.TestCase):
             _, text = get(ws.url + "/metrics")
             return [line for line in text.splitlines() if line.startswith('nightshift_pool_slots{pool="db"}')]
         self.assertEqual(slots(), ['nightshift_pool_slots{pool="db"} 1'])
-        ws.write("nightshift.yaml", open(ws.config).read().replace("db: 1", "db: 5"))
+        ws.write("nightshift.yaml", pathlib.Path(ws.config).read_text().replace("db: 1", "db: 5"))
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: slots() == ['nightshift_pool_slots{pool="db"} 5'], 10, "the new pool size")
-        ws.write("nightshift.yaml", open(ws.config).read().replace("db: 5", "db: five"))
+        ws.write("nightshift.yaml", pathlib.Path(ws.config).read_text().replace("db: 5", "db: five"))
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: "config not reloaded" in daemon.output(), 10, "the refusal in the log")
         self.assertEqual(slots(), ['nightshift_pool_slots{pool="db"} 5'])
