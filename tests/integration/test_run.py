@@ -164,6 +164,16 @@ class RunTest(unittest.TestCase):
         self.assertGreater(chunks, 1)
         self.assertAlmostEqual(json.loads(output)["pi"], 3.14159, delta=0.01)
 
+    def test_the_reduce_example_sums_over_the_listed_files(self):
+        self.run_dag(os.path.join(SOURCE_DIR, "examples/dags/reduce_files.yaml"))
+        with self.db() as db:
+            counts = db.execute("SELECT output FROM task_instances WHERE task_id = 'count_lines' "
+                                "ORDER BY map_index").fetchall()
+            total, = db.execute("SELECT output FROM task_instances WHERE task_id = 'total'").fetchone()
+        lines = [json.loads(c)["lines"] for c, in counts]
+        self.assertEqual(len(lines), 3)
+        self.assertEqual(json.loads(total), {"total": sum(lines)})
+
     def test_map_from_an_upstream_list(self):
         out = os.path.join(self.ws.root, "out.txt")
         path = self.dag("files.yaml", f"""

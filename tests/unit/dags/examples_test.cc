@@ -52,13 +52,14 @@ TEST(ExamplesTest, EveryExampleDagLoads) {
   for (const ImportError& error : folder.import_errors()) ADD_FAILURE() << FormatImportError(error);
   std::vector<std::string> ids;
   for (const auto& [id, dag] : folder.dags()) ids.push_back(id);
-  EXPECT_EQ(ids, (std::vector<std::string>{"fanout_report", "nightly_etl", "pi_estimate", "trigger_rules"}));
+  EXPECT_EQ(ids, (std::vector<std::string>{"fanout_report", "nightly_etl", "pi_estimate", "reduce_files",
+                                            "trigger_rules"}));
 }
 
 TEST(ExamplesTest, ExamplesUseWhatTheyShowcase) {
   DagFolder folder(kSource + "/examples/dags", ExampleContext());
   folder.Refresh();
-  ASSERT_EQ(folder.dags().size(), 4u);
+  ASSERT_EQ(folder.dags().size(), 5u);
 
   const Dag& etl = folder.dags().at("nightly_etl");
   EXPECT_EQ(etl.window, "nightly");
@@ -72,6 +73,11 @@ TEST(ExamplesTest, ExamplesUseWhatTheyShowcase) {
   EXPECT_EQ(count->map.kind, MapSpec::Kind::kRange);
   EXPECT_EQ(count->map.range, 2000000);
   EXPECT_EQ(count->map.chunk, 250000);
+
+  const Task* each = folder.dags().at("reduce_files").FindTask("count_lines");
+  ASSERT_NE(each, nullptr);
+  EXPECT_EQ(each->map.kind, MapSpec::Kind::kFrom);
+  EXPECT_EQ(each->map.from, "list_files");
 
   const Dag& fanout = folder.dags().at("fanout_report");
   EXPECT_EQ(fanout.FindTask("report")->depends_on.size(), 3u);
