@@ -1,6 +1,8 @@
 """`nightshift serve`: starts on a DAGs folder, answers the read endpoints, follows the folder,
 refuses a second daemon on the same state, stops cleanly on SIGTERM."""
+import http.client
 import os
+import socket
 import re
 import shutil
 import signal
@@ -113,6 +115,21 @@ class ServeTest(unittest.TestCase):
         wait_for(flagged, 30, "the broken edit to be flagged")
         _, errors = get(self.ws.url + "/api/v1/importErrors")
         self.assertIn(os.path.join(self.ws.dags, "good.yaml"), [e["filename"] for e in errors["import_errors"]])
+
+    def test_half_open_clients_do_not_block_others_and_keep_alive_works(self):
+        stalled = []
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", self.ws.port))
+            sock.sendall(b"GET /api/v1/dags HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+            stalled.append(sock)
+        self.addCleanup(lambda: [s.close() for s in stalled])
+        conn = http.client.HTTPConnection("127.0.0.1", self.ws.port, timeout=5)
+        for _ in range(3):  # three requests on one connection
+            conn.request("GET", "/api/v1/health")
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            resp.read()
+        conn.close()
 
     def test_second_daemon_on_same_state_refuses(self):
         second = run(["serve", "--config", self.ws.config], timeout=30)
