@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A real single-node Slurm for the Slurm executor's tests, when the CI scripts are beside the
+# project (../shared/ci); without it those tests say why they skip.
+if [ -f ../shared/ci/slurm-up.sh ] && [ "$(id -u)" -eq 0 ]; then
+  bash ../shared/ci/slurm-up.sh || echo "Slurm did not come up; its tests will skip"
+fi
+export NIGHTSHIFT_ARTIFACTS="$PWD/build/artifacts"
+
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j2)
 
