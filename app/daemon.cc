@@ -15,6 +15,8 @@
 #include "app/state_dir.h"
 #include "dags/dag_loader.h"
 #include "executor/local_executor.h"
+#include "executor/routing_executor.h"
+#include "executor/slurm_executor.h"
 #include "scheduler/dag_registry.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/retention.h"
@@ -80,7 +82,15 @@ int ServeDaemon(const Config& initial_config) {
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(config.parallelism) + 16;  // callbacks need room too
   executor_options.kill_grace = config.kill_grace;
-  LocalExecutor executor(io, executor_options, [&] { if (wake) wake(); });
+  LocalExecutor local_executor(io, executor_options, [&] { if (wake) wake(); });
+  // Always there, idle until a try asks for it: DAG files may switch to Slurm without a restart.
+  SlurmExecutorOptions slurm_options;
+  slurm_options.slurm = config.slurm;
+  slurm_options.clock = &clock;
+  slurm_options.kill_grace = config.kill_grace;
+  slurm_options.warn = [](const std::string& message) { spdlog::warn("slurm: {}", message); };
+  SlurmExecutor slurm_executor(io, slurm_options, [&] { if (wake) wake(); });
+  RoutingExecutor executor(config.executor, {{"local", &local_executor}, {"slurm", &slurm_executor}});
   Scheduler scheduler(SchedulerOptions::FromConfig(config), **store, executor, clock, registry.dags());
   SchedulerLoop loop(io, scheduler, clock);
   wake = [&] { loop.Wake(); };

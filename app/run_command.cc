@@ -166,6 +166,7 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
     slurm_options.slurm = config.slurm;
     slurm_options.clock = &clock;
     slurm_options.kill_grace = config.kill_grace;
+    slurm_options.warn = [](const std::string& message) { spdlog::warn("slurm: {}", message); };
     slurm_executor.emplace(io, slurm_options, [&] { if (wake) wake(); });
     executors["slurm"] = &*slurm_executor;
   }

@@ -51,6 +51,18 @@ struct CacheSpec {
   std::vector<std::string> outputs;  // paths that must exist for a hit
 };
 
+// Per-DAG and per-task sbatch options for the Slurm executor (`slurm:` in a DAG file). Unset
+// fields fall back to the DAG's, then to the config's; extra_args add up (config, DAG, task).
+struct SlurmTaskOptions {
+  std::optional<std::string> partition;
+  std::optional<int> cpus_per_task;
+  std::optional<std::string> mem;   // as sbatch takes it: "4G", "500M"
+  std::optional<std::string> time;  // as sbatch takes it: "01:00:00", "30"
+  std::optional<std::string> gres;
+  std::vector<std::string> extra_args;
+  bool array = false;  // a mapped task's instances as one job array (not implemented yet)
+};
+
 struct Task {
   std::string task_id;
   std::string command;
@@ -69,6 +81,7 @@ struct Task {
   std::optional<std::string> executor;  // "local" | "slurm"; the daemon's default when unset
   MapSpec map;
   CacheSpec cache;
+  SlurmTaskOptions slurm;
   SourceLocation location;  // of the task's entry in the file
 };
 
@@ -93,6 +106,7 @@ struct Dag {
   // lists and maps as JSON text.
   std::map<std::string, std::string> params;
   std::map<std::string, std::string> env;
+  SlurmTaskOptions slurm;   // defaults for every task's `slurm:`
   std::vector<Task> tasks;  // in file order
 
   const Task* FindTask(std::string_view task_id) const;

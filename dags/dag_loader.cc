@@ -56,6 +56,8 @@ constexpr std::string_view kTaskFields[] = {"task_id",
 
 constexpr std::string_view kMapFields[] = {"items", "range", "chunk", "from"};
 constexpr std::string_view kCacheFields[] = {"inputs", "outputs"};
+constexpr std::string_view kSlurmFields[] = {"partition", "cpus_per_task", "mem",   "time",
+                                             "gres",      "extra_args",    "array"};
 
 // What Airflow, Dagu and cron users tend to write instead of our names.
 constexpr YamlAlias kDagAliases[] = {{"id", "dag_id"},
@@ -281,7 +283,7 @@ class DagReader {
     } else if (name == "env") {
       ReadEnv(field, dag_.env);
     } else if (name == "slurm") {
-      ReadSlurm(field);
+      ReadSlurm(field, dag_.slurm);
     }
     // dag_id, timezone, schedule, dates, default_args and tasks are read on their own, in order.
   }
@@ -315,12 +317,38 @@ class DagReader {
     }
   }
 
-  // The Slurm executor's per-DAG and per-task options are read by a later change; for now only
-  // their shape is checked, so files written for it already load.
-  void ReadSlurm(const YamlField& field) {
+  // The Slurm executor's sbatch options (per DAG, or per task where they replace the DAG's
+  // field by field when the executor merges them). Written as a whole: a task's `slurm:` replaces
+  // one from default_args.
+  void ReadSlurm(const YamlField& field, SlurmTaskOptions& out) {
+    if (field.is_null()) {
+      out = SlurmTaskOptions{};
+      return;
+    }
     if (!field.value.IsMap()) {
       Error(field.value_position, "slurm: expected a mapping, got " + DescribeNode(field.value));
+      return;
     }
+    const YamlMap slurm = YamlMap::Read(field.value, "slurm", kSlurmFields, "slurm.", diagnostics_);
+    SlurmTaskOptions options;
+    for (const YamlField& entry : slurm.fields()) {
+      if (entry.is_null()) continue;
+      if (entry.name == "partition") {
+        if (auto text = ReadNonEmptyString(entry, diagnostics_)) options.partition = *text;
+      } else if (entry.name == "cpus_per_task") {
+        if (auto value = ReadInt(entry, diagnostics_, 1, 1 << 20)) options.cpus_per_task = static_cast<int>(*value);
+      } else if (entry.name == "mem" || entry.name == "time" || entry.name == "gres") {
+        // Numbers are fine too ("mem: 4000" is megabytes to sbatch), so read them as text.
+        if (auto text = ReadNonEmptyString(entry, diagnostics_)) {
+          (entry.name == "mem" ? options.mem : entry.name == "time" ? options.time : options.gres) = *text;
+        }
+      } else if (entry.name == "extra_args") {
+        if (auto list = ReadStringList(entry, diagnostics_)) options.extra_args = std::move(*list);
+      } else if (entry.name == "array") {
+        if (auto value = ReadBool(entry, diagnostics_)) options.array = *value;
+      }
+    }
+    out = std::move(options);
   }
 
   std::optional<std::string> ReadWindow(const YamlField& field) {
@@ -442,7 +470,7 @@ class DagReader {
     } else if (name == "cache") {
       ReadCache(field, task);
     } else if (name == "slurm") {
-      ReadSlurm(field);
+      ReadSlurm(field, task.slurm);
     }
   }
 
@@ -478,6 +506,8 @@ class DagReader {
       task.map = MapSpec{};
     } else if (name == "cache") {
       task.cache = CacheSpec{};
+    } else if (name == "slurm") {
+      task.slurm = SlurmTaskOptions{};
     }
   }
 

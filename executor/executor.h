@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dag.h"
 #include "core/status.h"
 #include "core/time.h"
 
@@ -35,6 +36,10 @@ struct TaskSpec {
   std::map<std::string, std::string> env;    // over the daemon's own environment
   std::string log_path;                      // stdout and stderr go here
   std::string output_path;                   // NIGHTSHIFT_OUTPUT
+  // Which executor runs it: "local" or "slurm"; empty means the daemon's default (`executor:`
+  // in the config). RoutingExecutor reads it.
+  std::string executor = "local";
+  SlurmTaskOptions slurm;                    // the DAG's options with the task's over them
 };
 
 struct ExecutorEvent {
@@ -55,6 +60,8 @@ struct RunningTask {
   std::optional<int64_t> pid;
   std::optional<std::string> external_id;
   std::string log_path;
+  // Who follows it after a restart: "slurm" when the try has a Slurm job id, else "local".
+  std::string executor = "local";
 };
 
 class Executor {

@@ -26,6 +26,30 @@ std::optional<TimePoint> ReadOptTime(const json& j, const char* key) {
   return TimePoint(Duration(j[key].get<int64_t>()));
 }
 
+json OptInt(const std::optional<int>& v) { return v ? json(*v) : json(nullptr); }
+
+json SlurmToJson(const SlurmTaskOptions& o) {
+  return {{"partition", OptStr(o.partition)}, {"cpus_per_task", OptInt(o.cpus_per_task)},
+          {"mem", OptStr(o.mem)},             {"time", OptStr(o.time)},
+          {"gres", OptStr(o.gres)},           {"extra_args", o.extra_args},
+          {"array", o.array}};
+}
+
+// Snapshots from before the Slurm options have none: they read as unset.
+SlurmTaskOptions SlurmFromJson(const json& parent) {
+  SlurmTaskOptions o;
+  if (!parent.contains("slurm") || !parent["slurm"].is_object()) return o;
+  const json& j = parent["slurm"];
+  o.partition = ReadOptStr(j, "partition");
+  if (j.contains("cpus_per_task") && !j["cpus_per_task"].is_null()) o.cpus_per_task = j["cpus_per_task"].get<int>();
+  o.mem = ReadOptStr(j, "mem");
+  o.time = ReadOptStr(j, "time");
+  o.gres = ReadOptStr(j, "gres");
+  if (j.contains("extra_args")) o.extra_args = j["extra_args"].get<std::vector<std::string>>();
+  if (j.contains("array")) o.array = j["array"].get<bool>();
+  return o;
+}
+
 json TaskToJson(const Task& t) {
   json j = {
       {"task_id", t.task_id},
@@ -50,6 +74,7 @@ json TaskToJson(const Task& t) {
         {"chunk", t.map.chunk},
         {"from", t.map.from}}},
       {"cache", {{"enabled", t.cache.enabled}, {"inputs", t.cache.inputs}, {"outputs", t.cache.outputs}}},
+      {"slurm", SlurmToJson(t.slurm)},
   };
   return j;
 }
@@ -81,6 +106,7 @@ Task TaskFromJson(const json& j) {
   t.cache.enabled = c.at("enabled").get<bool>();
   t.cache.inputs = c.at("inputs").get<std::vector<std::string>>();
   t.cache.outputs = c.at("outputs").get<std::vector<std::string>>();
+  t.slurm = SlurmFromJson(j);
   return t;
 }
 
@@ -108,6 +134,7 @@ std::string SnapshotDag(const Dag& dag) {
       {"tags", dag.tags},
       {"params", dag.params},
       {"env", dag.env},
+      {"slurm", SlurmToJson(dag.slurm)},
       {"tasks", tasks},
   };
   return j.dump();
@@ -134,6 +161,7 @@ Result<Dag> RestoreDag(std::string_view snapshot) {
     dag.tags = j.at("tags").get<std::vector<std::string>>();
     dag.params = j.at("params").get<std::map<std::string, std::string>>();
     dag.env = j.at("env").get<std::map<std::string, std::string>>();
+    dag.slurm = SlurmFromJson(j);
     for (const json& t : j.at("tasks")) dag.tasks.push_back(TaskFromJson(t));
     return dag;
   } catch (const std::exception& e) {

@@ -1,0 +1,733 @@
+#include "executor/slurm_executor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "executor/local_executor.h"
+#include "executor/task_protocol.h"
+
+extern char** environ;
+
+namespace nightshift {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Polls a final job may take before its status file must be there. The wrapper writes it
+// before it exits, but a shared file system may show it to this machine a little later.
+constexpr int kStatusGracePolls = 3;
+
+std::string ResolveSelfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/proc/self/exe";
+  std::string path(buf, static_cast<size_t>(n));
+  // Replaced on disk (an upgrade): the job runs in another process, where /proc/self/exe would
+  // be its shell, so the new binary at the same path is the one to run.
+  if (path.ends_with(" (deleted)")) path.resize(path.size() - 10);
+  return path;
+}
+
+bool IsShellName(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+std::optional<TimePoint> FileMtime(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  auto since_epoch = std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
+  return TimePoint(std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch));
+}
+
+std::string Trim(std::string_view text) {
+  size_t b = text.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return "";
+  size_t e = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(b, e - b + 1));
+}
+
+std::optional<std::string> ReadJobIdFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string id;
+  if (!in || !std::getline(in, id)) return std::nullopt;
+  id = Trim(id);
+  if (id.empty()) return std::nullopt;
+  return id;
+}
+
+// The code a try ended by Slurm reports when its wrapper recorded none: what a shell shows for
+// the signal Slurm used (SIGTERM for a cancel or time limit, SIGKILL for memory), else 1.
+int DefaultExitCodeFor(std::string_view state) {
+  if (state == "OUT_OF_MEMORY") return 137;
+  if (state == "CANCELLED" || state == "TIMEOUT" || state == "PREEMPTED" || state == "DEADLINE") return 143;
+  return 1;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Pure pieces
+
+std::string ShellQuote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  out += "'";
+  return out;
+}
+
+std::string SlurmJobName(const TaskInstanceKey& key) {
+  std::string name = "ns:" + key.dag_id + ":" + key.run_id + ":" + key.task_id + ":" +
+                     std::to_string(key.map_index) + ":" + std::to_string(key.try_number);
+  // A newline would end the option early in every Slurm listing.
+  for (char& c : name) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return name;
+}
+
+std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_argv0, int64_t kill_grace_ms) {
+  const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
+  TaskWrapperArgs args;
+  args.log_path = spec.log_path;
+  args.status_path = paths.status;
+  args.pid_path = paths.pid;
+  args.progress_path = paths.progress;
+  args.cwd = spec.cwd;
+  args.kill_grace_ms = kill_grace_ms;
+  args.command = spec.command;
+
+  std::map<std::string, std::string> env = spec.env;
+  if (!spec.output_path.empty()) env["NIGHTSHIFT_OUTPUT"] = spec.output_path;
+
+  std::string script = "#!/bin/sh\n";
+  script += "# Nightshift try " + spec.key.ToString() + ". Written by the daemon; the task wrapper\n";
+  script += "# writes the log, the status and the progress next to " + ShellQuote(spec.log_path) + ".\n";
+  // Names a shell cannot export go through env(1) instead; values are quoted either way.
+  std::string env_prefix;
+  for (const auto& [name, value] : env) {
+    if (IsShellName(name)) {
+      script += "export " + name + "=" + ShellQuote(value) + "\n";
+    } else if (name.find('=') == std::string::npos && !name.empty()) {
+      env_prefix += ShellQuote(name + "=" + value) + " ";
+    }
+  }
+  script += "exec ";
+  if (!env_prefix.empty()) script += "env " + env_prefix;
+  const std::vector<std::string> argv = args.ToArgv(wrapper_argv0);
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (i) script += ' ';
+    script += ShellQuote(argv[i]);
+  }
+  script += "\n";
+  return script;
+}
+
+std::vector<std::string> BuildSbatchArgv(const std::string& sbatch, const TaskSpec& spec,
+                                         const SlurmConfig& config, const std::string& script_path,
+                                         const std::string& chdir) {
+  std::vector<std::string> argv = {sbatch, "--parsable", "--job-name=" + SlurmJobName(spec.key),
+                                   // The wrapper writes the log; Slurm's own output would only
+                                   // duplicate it or hide it somewhere else.
+                                   "--output=/dev/null", "--export=ALL", "--chdir=" + chdir};
+  std::optional<std::string> partition = spec.slurm.partition ? spec.slurm.partition : config.partition;
+  if (partition) argv.push_back("--partition=" + *partition);
+  if (config.account) argv.push_back("--account=" + *config.account);
+  if (config.qos) argv.push_back("--qos=" + *config.qos);
+  if (spec.slurm.cpus_per_task)
+    argv.push_back("--cpus-per-task=" + std::to_string(*spec.slurm.cpus_per_task));
+  if (spec.slurm.mem) argv.push_back("--mem=" + *spec.slurm.mem);
+  if (spec.slurm.time) argv.push_back("--time=" + *spec.slurm.time);
+  if (spec.slurm.gres) argv.push_back("--gres=" + *spec.slurm.gres);
+  for (const std::string& arg : config.extra_args) argv.push_back(arg);
+  for (const std::string& arg : spec.slurm.extra_args) argv.push_back(arg);
+  argv.push_back(script_path);
+  return argv;
+}
+
+std::optional<std::string> ParseSbatchJobId(std::string_view out) {
+  std::string line = Trim(out.substr(0, out.find('\n')));
+  line = line.substr(0, line.find(';'));
+  if (line.empty()) return std::nullopt;
+  for (char c : line) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+  }
+  return line;
+}
+
+std::vector<SlurmJobInfo> ParseSqueueOutput(std::string_view out) {
+  std::vector<SlurmJobInfo> jobs;
+  std::istringstream in{std::string(out)};
+  std::string line;
+  while (std::getline(in, line)) {
+    line = Trim(line);
+    const size_t a = line.find('|');
+    if (a == std::string::npos) continue;
+    const size_t b = line.find('|', a + 1);
+    SlurmJobInfo info;
+    info.job_id = line.substr(0, a);
+    info.state = b == std::string::npos ? line.substr(a + 1) : line.substr(a + 1, b - a - 1);
+    if (b != std::string::npos) info.reason = line.substr(b + 1);
+    // "CANCELLED by 0" appears in some listings: the state is the first word.
+    info.state = info.state.substr(0, info.state.find(' '));
+    if (info.job_id.empty() || info.state.empty()) continue;
+    jobs.push_back(std::move(info));
+  }
+  return jobs;
+}
+
+std::optional<SlurmJobInfo> ParseScontrolShowJob(std::string_view out) {
+  SlurmJobInfo info;
+  std::istringstream in{std::string(out)};
+  std::string word;
+  while (in >> word) {
+    const size_t eq = word.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = word.substr(0, eq);
+    const std::string value = word.substr(eq + 1);
+    if (key == "JobId" && info.job_id.empty()) {
+      info.job_id = value;
+    } else if (key == "JobState" && info.state.empty()) {
+      info.state = value;
+    } else if (key == "Reason" && info.reason.empty()) {
+      info.reason = value;
+    } else if (key == "ExitCode" && !info.exit_code) {
+      const std::string code = value.substr(0, value.find(':'));
+      if (!code.empty() && code.find_first_not_of("0123456789") == std::string::npos && code.size() < 4) {
+        info.exit_code = std::stoi(code);
+      }
+    }
+  }
+  if (info.job_id.empty() || info.state.empty()) return std::nullopt;
+  return info;
+}
+
+SlurmPhase ClassifySlurmState(std::string_view state) {
+  if (state == "COMPLETED" || state == "FAILED") return SlurmPhase::kCompleted;
+  if (state == "PENDING" || state == "CONFIGURING" || state == "REQUEUED" || state == "REQUEUE_HOLD" ||
+      state == "REQUEUE_FED" || state == "RESV_DEL_HOLD") {
+    return SlurmPhase::kQueued;
+  }
+  if (state == "RUNNING" || state == "COMPLETING" || state == "SUSPENDED" || state == "STOPPED" ||
+      state == "SIGNALING" || state == "STAGE_OUT" || state == "RESIZING" || state == "POWER_UP_NODE" ||
+      state == "UPDATE_DB") {
+    return SlurmPhase::kRunning;
+  }
+  // CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, BOOT_FAIL, DEADLINE, REVOKED,
+  // SPECIAL_EXIT and whatever a later Slurm adds: it is over, and Slurm ended it.
+  return SlurmPhase::kEnded;
+}
+
+bool IsTransientSlurmError(std::string_view err) {
+  for (std::string_view needle : {"Unable to contact slurm controller", "Socket timed out",
+                                  "temporarily unable", "Connection refused", "Zero Bytes were transmitted",
+                                  "Communication connection failure", "Resource temporarily unavailable"}) {
+    if (err.find(needle) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+std::string SlurmJobIdPathFor(std::string_view log_path) { return std::string(log_path) + ".slurm_job"; }
+
+// ---------------------------------------------------------------------------------------------
+// The executor
+
+struct SlurmExecutor::Job {
+  TaskInstanceKey key;
+  TaskSpec spec;  // kept for retried submissions
+  TaskSidecarPaths paths;
+  std::string job_id_path;
+  std::string job_id;       // empty until sbatch returned it
+  bool submitting = false;  // sbatch in flight or waiting for the controller
+  bool started_sent = false;
+  bool cancel_requested = false;
+  bool done = false;
+  std::optional<double> last_progress;
+  int status_wait_polls = 0;  // polls spent waiting for the status file of a finished job
+};
+
+SlurmExecutor::SlurmExecutor(boost::asio::io_context& io, SlurmExecutorOptions options,
+                             std::function<void()> on_event)
+    : io_(io),
+      options_(std::move(options)),
+      on_event_(std::move(on_event)),
+      pool_(std::max<size_t>(1, options_.command_threads)),
+      poll_timer_(io) {
+  if (options_.wrapper_argv0.empty()) options_.wrapper_argv0 = ResolveSelfExe();
+}
+
+SlurmExecutor::~SlurmExecutor() {
+  alive_.reset();
+  poll_timer_.cancel();
+  pool_.join();
+}
+
+size_t SlurmExecutor::FreeSlots() const {
+  return jobs_.size() < options_.slots ? options_.slots - jobs_.size() : 0;
+}
+
+std::string SlurmExecutor::ScriptPathFor(const TaskSpec& spec) const {
+  std::string base =
+      spec.log_path.ends_with(".log") ? spec.log_path.substr(0, spec.log_path.size() - 4) : spec.log_path;
+  if (!options_.slurm.shared_dir || options_.slurm.shared_dir->empty()) return base + ".sbatch";
+  std::string task_dir = spec.key.task_id;
+  if (spec.key.map_index >= 0) task_dir += "." + std::to_string(spec.key.map_index);
+  return *options_.slurm.shared_dir + "/" + spec.key.dag_id + "/" + spec.key.run_id + "/" + task_dir + "/" +
+         std::to_string(spec.key.try_number) + ".sbatch";
+}
+
+Status SlurmExecutor::Submit(const TaskSpec& spec) {
+  if (spec.log_path.empty()) return Status::InvalidArgument(spec.key.ToString() + ": no log path");
+  if (jobs_.count(spec.key)) return Status::AlreadyExists(spec.key.ToString() + " is already submitted");
+  if (FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
+  const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
+  const std::string job_id_path = SlurmJobIdPathFor(spec.log_path);
+  // The two ways a try could run twice: it ran already, or it was submitted before a restart.
+  if (Exists(paths.status)) {
+    return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + paths.status);
+  }
+  if (auto id = ReadJobIdFile(job_id_path)) {
+    return Status::AlreadyExists(spec.key.ToString() + " is already Slurm job " + *id + "; adopt it instead");
+  }
+  std::error_code ec;
+  fs::create_directories(fs::path(spec.log_path).parent_path(), ec);
+  if (ec) return Status::IOError("cannot create the log folder for " + spec.log_path + ": " + ec.message());
+  if (!spec.output_path.empty()) {
+    fs::create_directories(fs::path(spec.output_path).parent_path(), ec);
+    if (ec) return Status::IOError("cannot create the folder of " + spec.output_path + ": " + ec.message());
+  }
+  const std::string script_path = ScriptPathFor(spec);
+  fs::create_directories(fs::path(script_path).parent_path(), ec);
+  if (ec) return Status::IOError("cannot create the folder of " + script_path + ": " + ec.message());
+  const std::string script = BuildBatchScript(spec, options_.wrapper_argv0, options_.kill_grace.count());
+  if (Status s = WriteFileAtomically(script_path, script, /*durable=*/false); !s.ok()) return s;
+
+  auto job = std::make_shared<Job>();
+  job->key = spec.key;
+  job->spec = spec;
+  job->paths = paths;
+  job->job_id_path = job_id_path;
+  jobs_[spec.key] = job;
+  StartSbatch(job);
+  return Status::OK();
+}
+
+void SlurmExecutor::StartSbatch(const std::shared_ptr<Job>& job) {
+  job->submitting = true;
+  const std::string script_path = ScriptPathFor(job->spec);
+  std::vector<std::string> argv = BuildSbatchArgv(options_.sbatch, job->spec, options_.slurm, script_path,
+                                                  fs::path(script_path).parent_path().string());
+  ++counters_.sbatch;
+  RunAsync(std::move(argv), [this, job](CommandResult result) { OnSbatchDone(job, result); });
+}
+
+void SlurmExecutor::OnSbatchDone(const std::shared_ptr<Job>& job, const CommandResult& result) {
+  if (job->done) return;
+  std::optional<std::string> id = result.exit_code == 0 ? ParseSbatchJobId(result.out) : std::nullopt;
+  if (!id) {
+    const std::string err = Trim(result.err.empty() ? result.out : result.err);
+    if (result.exit_code != 0 && IsTransientSlurmError(err) && !job->cancel_requested) {
+      // The controller is away: the try stays queued and sbatch is tried again later.
+      Warn(job->key.ToString() + ": Slurm unreachable, sbatch retried in " +
+           FormatDuration(options_.slurm.poll_interval) + ": " + err);
+      auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.slurm.poll_interval);
+      std::weak_ptr<int> alive = alive_;
+      timer->async_wait([this, alive, job, timer](const boost::system::error_code& ec) {
+        if (ec || alive.expired() || job->done) return;
+        if (job->cancel_requested) {
+          ExecutorEvent lost;
+          lost.kind = ExecutorEvent::Kind::kLost;
+          lost.key = job->key;
+          lost.reason = "cancelled before Slurm accepted it";
+          Finish(job, std::move(lost));
+          return;
+        }
+        StartSbatch(job);
+      });
+      return;
+    }
+    ExecutorEvent lost;
+    lost.kind = ExecutorEvent::Kind::kLost;
+    lost.key = job->key;
+    lost.reason = job->cancel_requested
+                      ? "cancelled before Slurm accepted it"
+                      : "sbatch failed" +
+                            (result.exit_code >= 0 ? " (exit " + std::to_string(result.exit_code) + ")"
+                                                   : std::string()) +
+                            ": " + (err.empty() ? "no job id printed" : err);
+    Finish(job, std::move(lost));
+    return;
+  }
+  job->submitting = false;
+  job->job_id = *id;
+  by_job_id_[*id] = job;
+  // Durable before anything else: it is what lets a restarted daemon adopt this job.
+  if (Status s = WriteFileAtomically(job->job_id_path, *id + "\n", /*durable=*/true); !s.ok()) {
+    Warn(job->key.ToString() + ": cannot record Slurm job id " + *id + ": " + s.ToString());
+  }
+  if (job->cancel_requested) {
+    pending_cancels_.insert(*id);
+    FlushCancels();
+  }
+  SchedulePoll();
+}
+
+std::vector<ExecutorEvent> SlurmExecutor::Drain() {
+  std::vector<ExecutorEvent> out(std::make_move_iterator(events_.begin()),
+                                 std::make_move_iterator(events_.end()));
+  events_.clear();
+  return out;
+}
+
+Status SlurmExecutor::Cancel(const TaskInstanceKey& key) {
+  auto it = jobs_.find(key);
+  if (it == jobs_.end()) return Status::OK();
+  Job& job = *it->second;
+  job.cancel_requested = true;
+  if (job.job_id.empty()) return Status::OK();  // cancelled as soon as sbatch returns
+  pending_cancels_.insert(job.job_id);
+  FlushCancels();
+  return Status::OK();
+}
+
+void SlurmExecutor::FlushCancels() {
+  if (cancel_flush_posted_) return;
+  cancel_flush_posted_ = true;
+  // Posted, so every Cancel() of this pass (a dagrun_timeout stops many at once) joins one call.
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::post(io_, [this, alive] {
+    if (alive.expired()) return;
+    cancel_flush_posted_ = false;
+    if (pending_cancels_.empty()) return;
+    std::vector<std::string> argv = {options_.scancel};
+    argv.insert(argv.end(), pending_cancels_.begin(), pending_cancels_.end());
+    pending_cancels_.clear();
+    ++counters_.scancel;
+    RunAsync(argv, [this](CommandResult result) {
+      // A job that already ended makes scancel complain; the poll reports how each one ended.
+      if (result.exit_code != 0) Warn("scancel failed: " + Trim(result.err));
+    });
+  });
+}
+
+std::vector<TaskInstanceKey> SlurmExecutor::Adopt(std::span<const RunningTask> tasks) {
+  std::vector<TaskInstanceKey> adopted;
+  for (const RunningTask& task : tasks) {
+    if (jobs_.count(task.key)) {
+      adopted.push_back(task.key);
+      continue;
+    }
+    auto job = std::make_shared<Job>();
+    job->key = task.key;
+    job->spec.key = task.key;
+    job->spec.log_path = task.log_path;
+    job->paths = SidecarPathsFor(task.log_path);
+    job->job_id_path = SlurmJobIdPathFor(task.log_path);
+    std::optional<std::string> id = task.external_id;
+    if (!id && !task.log_path.empty()) id = ReadJobIdFile(job->job_id_path);
+    auto status = task.log_path.empty() ? Result<TaskExit>(Status::NotFound("no log"))
+                                        : ReadStatusFile(job->paths.status);
+    if (status.ok()) {
+      ExecutorEvent finished;
+      finished.kind = ExecutorEvent::Kind::kFinished;
+      finished.key = task.key;
+      finished.exit_code = status->exit_code;
+      finished.reason = status->reason;
+      finished.at = FileMtime(job->paths.status).value_or(Now());
+      Emit(std::move(finished));
+      continue;
+    }
+    if (!id) {
+      // sbatch never returned a job id to us, so nothing was submitted: the try may start now.
+      ExecutorEvent lost;
+      lost.kind = ExecutorEvent::Kind::kLost;
+      lost.key = task.key;
+      lost.reason = "never started";
+      lost.at = Now();
+      Emit(std::move(lost));
+      continue;
+    }
+    job->job_id = *id;
+    // A recorded external_id means kStarted was sent (and stored) before the restart.
+    job->started_sent = task.external_id.has_value();
+    jobs_[task.key] = job;
+    by_job_id_[*id] = job;
+    adopted.push_back(task.key);
+  }
+  if (!adopted.empty()) SchedulePoll();
+  return adopted;
+}
+
+void SlurmExecutor::SchedulePoll() {
+  if (poll_scheduled_ || poll_in_flight_ || by_job_id_.empty()) return;
+  poll_scheduled_ = true;
+  poll_timer_.expires_after(options_.slurm.poll_interval);
+  std::weak_ptr<int> alive = alive_;
+  poll_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    poll_scheduled_ = false;
+    Poll();
+  });
+}
+
+void SlurmExecutor::Poll() {
+  if (by_job_id_.empty()) return;
+  std::vector<std::string> ids;
+  std::string joined;
+  for (const auto& [id, job] : by_job_id_) {
+    ids.push_back(id);
+    if (!joined.empty()) joined += ',';
+    joined += id;
+  }
+  poll_in_flight_ = true;
+  ++counters_.squeue;
+  RunAsync({options_.squeue, "-h", "-t", "all", "-o", "%i|%T|%r", "-j", joined},
+           [this, ids](CommandResult result) { OnSqueueDone(ids, result); });
+}
+
+void SlurmExecutor::OnSqueueDone(const std::vector<std::string>& ids, const CommandResult& result) {
+  poll_in_flight_ = false;
+  // For a single unknown id squeue fails with "Invalid job id specified": that is an answer
+  // (the job is gone), not an outage.
+  const bool invalid_id = result.err.find("Invalid job id") != std::string::npos;
+  if (result.exit_code != 0 && !invalid_id) {
+    const TimePoint now = Now();
+    if (now - last_unreachable_log_ >= std::chrono::minutes(1)) {
+      last_unreachable_log_ = now;
+      Warn("squeue failed, Slurm jobs not followed until it answers: " + Trim(result.err));
+    }
+    SchedulePoll();
+    return;
+  }
+  std::map<std::string, SlurmJobInfo> seen;
+  for (SlurmJobInfo& info : ParseSqueueOutput(result.out)) seen[info.job_id] = std::move(info);
+  for (const std::string& id : ids) {
+    auto it = by_job_id_.find(id);
+    if (it == by_job_id_.end()) continue;
+    std::shared_ptr<Job> job = it->second;
+    if (auto s = seen.find(id); s != seen.end()) {
+      Apply(job, s->second);
+      continue;
+    }
+    // Purged from slurmctld's memory (MinJobAge) or a squeue that skips it: ask for it alone.
+    ++counters_.scontrol;
+    RunAsync({options_.scontrol, "show", "job", "-o", id},
+             [this, id](CommandResult r) { OnScontrolDone(id, r); });
+  }
+  SchedulePoll();
+}
+
+void SlurmExecutor::OnScontrolDone(const std::string& id, const CommandResult& result) {
+  auto it = by_job_id_.find(id);
+  if (it == by_job_id_.end()) return;
+  std::shared_ptr<Job> job = it->second;
+  if (result.exit_code == 0) {
+    if (auto info = ParseScontrolShowJob(result.out)) {
+      Apply(job, *info);
+      return;
+    }
+  } else if (result.err.find("Invalid job id") == std::string::npos) {
+    return;  // slurmctld is away; the next poll asks again
+  }
+  // Unknown to Slurm. The wrapper's status file may still tell how it ended.
+  auto status = ReadStatusFile(job->paths.status);
+  ExecutorEvent event;
+  event.key = job->key;
+  if (status.ok()) {
+    if (!job->started_sent) SendStarted(*job);
+    event.kind = ExecutorEvent::Kind::kFinished;
+    event.exit_code = status->exit_code;
+    event.reason = status->reason;
+    event.at = FileMtime(job->paths.status).value_or(Now());
+  } else {
+    event.kind = ExecutorEvent::Kind::kLost;
+    event.reason = "Slurm job " + id + " vanished (unknown to squeue and scontrol) without a status";
+  }
+  Finish(job, std::move(event));
+}
+
+void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& info) {
+  if (job->done) return;
+  const SlurmPhase phase = ClassifySlurmState(info.state);
+  if (phase == SlurmPhase::kQueued) return;
+  if (phase == SlurmPhase::kRunning) {
+    if (!job->started_sent) SendStarted(*job);
+    if (auto progress = ReadProgressFile(job->paths.progress); progress && progress != job->last_progress) {
+      job->last_progress = progress;
+      ExecutorEvent event;
+      event.kind = ExecutorEvent::Kind::kProgress;
+      event.key = job->key;
+      event.progress = *progress;
+      event.at = Now();
+      Emit(std::move(event));
+    }
+    return;
+  }
+  auto status = ReadStatusFile(job->paths.status);
+  ExecutorEvent event;
+  event.key = job->key;
+  if (phase == SlurmPhase::kCompleted) {
+    if (!status.ok()) {
+      if (++job->status_wait_polls < kStatusGracePolls) return;
+      // The wrapper never got to record a result: it refused (the try ran elsewhere) or could
+      // not start the command.
+      if (!job->started_sent) SendStarted(*job);
+      event.kind = ExecutorEvent::Kind::kLost;
+      event.reason = "Slurm job " + job->job_id + " " + info.state +
+                     " without a status from the task wrapper" +
+                     (info.exit_code ? " (exit code " + std::to_string(*info.exit_code) + ")" : "");
+      Finish(job, std::move(event));
+      return;
+    }
+    if (!job->started_sent) SendStarted(*job);
+    event.kind = ExecutorEvent::Kind::kFinished;
+    event.exit_code = status->exit_code;
+    event.reason = status->reason;
+    event.at = FileMtime(job->paths.status).value_or(Now());
+    Finish(job, std::move(event));
+    return;
+  }
+  // Slurm ended it (cancel, time limit, node failure, memory): failed whatever the wrapper
+  // recorded while being stopped, and the reason names Slurm's state.
+  int code = status.ok() && status->exit_code != 0 ? status->exit_code : DefaultExitCodeFor(info.state);
+  event.kind = ExecutorEvent::Kind::kFinished;
+  event.exit_code = code;
+  event.reason = "slurm: " + info.state;
+  if (!info.reason.empty() && info.reason != "None") event.reason += " (" + info.reason + ")";
+  event.at = Now();
+  Finish(job, std::move(event));
+}
+
+void SlurmExecutor::SendStarted(Job& job) {
+  job.started_sent = true;
+  ExecutorEvent started;
+  started.kind = ExecutorEvent::Kind::kStarted;
+  started.key = job.key;
+  started.external_id = job.job_id;
+  started.at = Now();
+  Emit(std::move(started));
+}
+
+void SlurmExecutor::Finish(const std::shared_ptr<Job>& job, ExecutorEvent event) {
+  job->done = true;
+  if (event.at.time_since_epoch().count() == 0) event.at = Now();
+  if (!job->job_id.empty()) by_job_id_.erase(job->job_id);
+  jobs_.erase(job->key);
+  Emit(std::move(event));
+}
+
+void SlurmExecutor::RunAsync(std::vector<std::string> argv, std::function<void(CommandResult)> done) {
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::io_context& io = io_;
+  boost::asio::post(pool_, [argv = std::move(argv), done = std::move(done), alive, &io]() mutable {
+    CommandResult result;
+    int out_pipe[2];
+    int err_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+      result.err = std::string("pipe: ") + std::strerror(errno);
+    } else if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      result.err = std::string("pipe: ") + std::strerror(errno);
+      ::close(out_pipe[0]);
+      ::close(out_pipe[1]);
+    } else {
+      std::vector<char*> cargv;
+      for (std::string& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      posix_spawn_file_actions_t actions;
+      posix_spawn_file_actions_init(&actions);
+      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+      posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+      posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+      // The daemon's descriptors (database, sockets) stay out of Slurm's commands.
+      posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+      pid_t pid = 0;
+      const int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+      posix_spawn_file_actions_destroy(&actions);
+      ::close(out_pipe[1]);
+      ::close(err_pipe[1]);
+      if (rc != 0) {
+        result.err = "cannot run " + argv[0] + ": " + std::strerror(rc);
+      } else {
+        pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+        std::string* sinks[2] = {&result.out, &result.err};
+        int open_count = 2;
+        char buf[8192];
+        while (open_count > 0) {
+          if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+          }
+          for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+            ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+            if (n > 0) {
+              sinks[i]->append(buf, static_cast<size_t>(n));
+            } else if (n == 0 || errno != EINTR) {
+              fds[i].fd = -1;
+              --open_count;
+            }
+          }
+        }
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        result.exit_code = ExitCodeOfWaitStatus(status);
+      }
+      ::close(out_pipe[0]);
+      ::close(err_pipe[0]);
+    }
+    if (alive.expired()) return;
+    boost::asio::post(io, [alive, done = std::move(done), result = std::move(result)]() mutable {
+      if (alive.expired()) return;
+      done(std::move(result));
+    });
+  });
+}
+
+void SlurmExecutor::Emit(ExecutorEvent event) {
+  if (event.at.time_since_epoch().count() == 0) event.at = Now();
+  events_.push_back(std::move(event));
+  if (notify_pending_) return;
+  notify_pending_ = true;
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::post(io_, [this, alive] {
+    if (alive.expired()) return;
+    notify_pending_ = false;
+    if (on_event_) on_event_();
+  });
+}
+
+void SlurmExecutor::Warn(const std::string& message) const {
+  if (options_.warn) options_.warn(message);
+}
+
+TimePoint SlurmExecutor::Now() const {
+  if (options_.clock) return options_.clock->Now();
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+}  // namespace nightshift

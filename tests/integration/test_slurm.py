@@ -1,0 +1,173 @@
+"""The Slurm executor against a real Slurm cluster (../shared/ci/slurm-up.sh starts one on this
+machine). Skipped, with the reason printed, when the Slurm commands are missing or the controller
+does not answer. Job states are read with `scontrol show job -o` (no accounting: no sacct)."""
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import unittest
+
+from harness import Api, Daemon, Workspace, wait_for
+
+
+def slurm_unavailable():
+    for tool in ("sinfo", "sbatch", "squeue", "scontrol", "scancel"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (run ../shared/ci/slurm-up.sh as root)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"scontrol ping failed: {e}"
+    if "UP" not in ping.stdout:
+        return f"the Slurm controller is down: {ping.stdout.strip()} {ping.stderr.strip()}"
+    return None
+
+
+SKIP = slurm_unavailable()
+if SKIP:
+    print(f"test_slurm: skipped: {SKIP}", file=sys.stderr)
+
+CONFIG = """\
+executor: slurm
+parallelism: 64
+slurm:
+  poll_interval: 300ms
+"""
+
+
+def db_rows(ws, sql, *args):
+    with sqlite3.connect(ws.db, timeout=30) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def job_field(job_id, field):
+    out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True).stdout
+    for word in out.split():
+        if word.startswith(field + "="):
+            return word[len(field) + 1:]
+    return None
+
+
+def tries(ws, task_id=None):
+    sql = ("SELECT ti.task_id, ti.map_index, t.try_number, t.state, t.exit_code, t.external_id, t.reason "
+           "FROM task_tries t JOIN task_instances ti ON t.ti_pk = ti.id")
+    if task_id:
+        return db_rows(ws, sql + " WHERE ti.task_id = ? ORDER BY t.try_number", task_id)
+    return db_rows(ws, sql)
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class SlurmExecutorTest(unittest.TestCase):
+    def start(self, dag_name, dag_text, config=CONFIG):
+        ws = Workspace(config)
+        self.addCleanup(ws.cleanup)
+        ws.write_dag(dag_name, dag_text)
+        daemon = Daemon(ws).wait_healthy()
+        self.addCleanup(daemon.kill)
+        return ws, daemon, Api(ws)
+
+    def test_diamond_and_fan_out_of_20_tasks_succeeds_with_outputs_and_job_ids(self):
+        # start -> 18 fan-out tasks in two diamonds (mid_i depends on start, mid_{i+9} on mid_i) -> end
+        lines = ["params: {x: nothing}", "tasks:",
+                 "  - {task_id: start, command: 'echo \"::progress 1/2\"; echo \"[\\\"a\\\",1]\" > \"$NIGHTSHIFT_OUTPUT\"'}"]
+        for i in range(9):
+            lines.append(f"  - {{task_id: mid{i}, command: 'echo \"in=$NIGHTSHIFT_INPUT_START x=$NIGHTSHIFT_PARAM_X\"', "
+                         f"depends_on: [start]}}")
+        for i in range(9, 18):
+            lines.append(f"  - {{task_id: mid{i}, command: 'true', depends_on: [mid{i - 9}]}}")
+        lines.append("  - {task_id: end, command: 'echo done', depends_on: [" +
+                     ", ".join(f"mid{i}" for i in range(18)) + "]}")
+        ws, daemon, api = self.start("fan.yaml", "\n".join(lines) + "\n")
+        pwned = os.path.join(ws.root, "PWNED")
+        api.trigger("fan", dag_run_id="r", conf={"x": f"$(touch {pwned}) `touch {pwned}` 'q"})
+        run = api.wait_run("fan", "r", timeout=300)
+        self.assertEqual(run["state"], "success", daemon.output())
+        tis = api.task_instances("fan", "r")
+        self.assertEqual(len(tis), 20)
+        self.assertTrue(all(ti["state"] == "success" for ti in tis.values()), tis)
+        rows = tries(ws)
+        job_ids = {r[5] for r in rows}
+        self.assertEqual(len(rows), 20)
+        self.assertEqual(len(job_ids), 20, "one Slurm job per try")
+        self.assertTrue(all(j and j.isdigit() for j in job_ids), job_ids)
+        self.assertEqual(job_field(tis["end"].get("external_id") or rows[0][5], "JobState"), "COMPLETED")
+        # The conf reached the task as a literal value, through the batch script's quoting.
+        with open(os.path.join(ws.root, "state/logs/fan/r/mid0/1.log")) as f:
+            log = f.read()
+        self.assertIn('in=["a",1]', log)
+        self.assertIn(f"x=$(touch {pwned}) `touch {pwned}` 'q", log)
+        self.assertFalse(os.path.exists(pwned))
+        self.assertEqual(job_field(rows[0][5], "JobName").split(":")[:2], ["ns", "fan"])
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_exit_3_fails_with_exit_code_3_and_retries(self):
+        ws, daemon, api = self.start("fail.yaml", """\
+            tasks:
+              - {task_id: bad, command: 'echo trying; exit 3', retries: 1, retry_delay: 0}
+            """)
+        api.trigger("fail", dag_run_id="r")
+        self.assertEqual(api.wait_run("fail", "r", timeout=120)["state"], "failed")
+        rows = tries(ws, "bad")
+        self.assertEqual([(r[2], r[3], r[4]) for r in rows], [(1, "failed", 3), (2, "failed", 3)])
+        self.assertNotEqual(rows[0][5], rows[1][5], "each try is its own job")
+        for r in rows:
+            self.assertEqual(job_field(r[5], "JobState"), "FAILED")
+            self.assertEqual(job_field(r[5], "ExitCode"), "3:0")
+
+    def test_execution_timeout_cancels_the_job_in_slurm(self):
+        ws, daemon, api = self.start("slow.yaml", """\
+            tasks:
+              - {task_id: slow, command: 'sleep 300', execution_timeout: 2s}
+            """)
+        api.trigger("slow", dag_run_id="r")
+        self.assertEqual(api.wait_run("slow", "r", timeout=120)["state"], "failed")
+        [row] = tries(ws, "slow")
+        self.assertEqual(row[3], "failed")
+        self.assertIn("execution_timeout", row[6])
+        wait_for(lambda: job_field(row[5], "JobState") == "CANCELLED", 30, "the job to show CANCELLED")
+
+    def test_kill_9_while_jobs_run_adopts_them_without_resubmitting(self):
+        ledger_dir = None
+        lines = ["tasks:"]
+        for i in range(6):
+            lines.append(f"  - {{task_id: t{i}, command: 'sleep 3; echo \"$NIGHTSHIFT_TASK_ID\" >> ../ledger.txt'}}")
+        lines.append("  - {task_id: last, command: 'echo \"$NIGHTSHIFT_TASK_ID\" >> ../ledger.txt', "
+                     "depends_on: [" + ", ".join(f"t{i}" for i in range(6)) + "]}")
+        ws, daemon, api = self.start("adopt.yaml", "\n".join(lines) + "\n")
+        ledger_dir = ws.root
+        api.trigger("adopt", dag_run_id="r")
+        # Killed while some jobs run (job id recorded) and others may still be pending.
+        wait_for(lambda: db_rows(ws, "SELECT count(*) FROM task_tries WHERE state = 'running' "
+                                     "AND external_id IS NOT NULL")[0][0] >= 1, 60, "a job to run")
+        daemon.kill()
+        restarted = Daemon(ws).wait_healthy()
+        self.addCleanup(restarted.kill)
+        self.assertEqual(api.wait_run("adopt", "r", timeout=180)["state"], "success", restarted.output())
+        rows = tries(ws)
+        self.assertEqual(len(rows), 7, rows)
+        self.assertEqual(len({r[5] for r in rows}), 7, "a job was submitted twice")
+        self.assertTrue(all(r[3] == "success" for r in rows), rows)
+        with open(os.path.join(ledger_dir, "ledger.txt")) as f:
+            ran = f.read().split()
+        self.assertEqual(sorted(ran), sorted([f"t{i}" for i in range(6)] + ["last"]), "a task ran twice or not at all")
+        self.assertIn("adopted", restarted.output())
+
+    def test_mixed_mode_runs_only_the_slurm_task_on_slurm(self):
+        ws, daemon, api = self.start("mixed.yaml", """\
+            tasks:
+              - {task_id: here, command: 'true'}
+              - {task_id: there, command: 'true', executor: slurm, depends_on: [here],
+                 slurm: {cpus_per_task: 1, time: "00:05:00"}}
+            """, config="slurm: {poll_interval: 300ms}\n")
+        api.trigger("mixed", dag_run_id="r")
+        self.assertEqual(api.wait_run("mixed", "r", timeout=120)["state"], "success", daemon.output())
+        here, there = tries(ws, "here")[0], tries(ws, "there")[0]
+        self.assertIsNone(here[5])
+        self.assertTrue(there[5].isdigit())
+        self.assertEqual(job_field(there[5], "TimeLimit"), "00:05:00")
+        self.assertEqual(api.task_instances("mixed", "r")["there"]["external_id"], there[5])
+
+
+if __name__ == "__main__":
+    unittest.main()
