@@ -1,5 +1,7 @@
 #include "app/remote_commands.h"
 
+#include "app/progress_bar.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -260,11 +262,7 @@ class RunProgress {
       }
     }
     if (tty_) {
-      constexpr int kWidth = 30;
-      int filled = total ? done * kWidth / total : 0;
-      std::printf("\r\033[K[%s%s] %d/%d done, %d running, %d failed, %s", std::string(filled, '#').c_str(),
-                  std::string(kWidth - filled, '.').c_str(), done, total, running, failed,
-                  FormatElapsed(Elapsed()).c_str());
+      std::printf("\r\033[K%s", ProgressBarLine(done, total, running, failed, Elapsed()).c_str());
       if (final) std::printf("\n");
     }
     std::fflush(stdout);

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "app/progress_bar.h"
 #include "app/state_dir.h"
 #include "dags/dag_loader.h"
 #include "executor/local_executor.h"
@@ -48,16 +49,7 @@ class ProgressDisplay {
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     if (!tty_ && p->total <= kMaxListed) PrintFinishedTasks();
     if (tty_) {
-      constexpr int kWidth = 30;
-      int filled = p->total ? p->done * kWidth / p->total : 0;
-      // Time left, assuming the rest goes at the pace so far.
-      std::string eta;
-      if (p->done > 0 && p->done < p->total) {
-        eta = ", ~" + std::to_string(static_cast<int>(elapsed / p->done * (p->total - p->done) + 0.5)) + "s left";
-      }
-      std::printf("\r\033[K[%s%s] %d/%d done, %d running, %d failed, %.1fs%s", std::string(filled, '#').c_str(),
-                  std::string(kWidth - filled, '.').c_str(), p->done, p->total, p->running, p->failed, elapsed,
-                  eta.c_str());
+      std::printf("\r\033[K%s", ProgressBarLine(p->done, p->total, p->running, p->failed, elapsed).c_str());
       if (final) std::printf("\n");
     } else if (final || p->total > kMaxListed) {
       std::printf("%d/%d done, %d running, %d failed, %.1fs\n", p->done, p->total, p->running, p->failed, elapsed);
