@@ -44,5 +44,35 @@ class LockedDatabaseTest(unittest.TestCase):
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
 
+class MisbehavingTaskTest(unittest.TestCase):
+    def test_each_misbehaving_task_ends_in_a_clear_state_with_a_reason(self):
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        path = ws.write_dag("bad.yaml", """
+            tasks:
+              - {task_id: forks_a_daemon, command: 'sleep 30 & echo started'}
+              - {task_id: killed_by_signal, command: 'kill -9 $$'}
+              - {task_id: cwd_missing, command: 'true', cwd: /nonexistent/dir}
+              - {task_id: closes_stdout, command: 'exec 1>&- 2>&-; sleep 0.2; exit 0'}
+        """)
+        started = time.monotonic()
+        result = run(["run", path, "--state-dir", os.path.join(ws.root, "state")], cwd=ws.root, timeout=60)
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        # The forked daemon holds no one up: the run ends long before its sleep would.
+        self.assertLess(time.monotonic() - started, 25)
+        with sqlite3.connect(os.path.join(ws.root, "state", "state.db")) as db:
+            rows = {task: (state, code, reason) for task, state, code, reason in db.execute(
+                "SELECT ti.task_id, t.state, t.exit_code, t.reason FROM task_tries t "
+                "JOIN task_instances ti ON ti.id = t.ti_pk")}
+            (log_path,), = db.execute("SELECT t.log_path FROM task_tries t JOIN task_instances ti "
+                                      "ON ti.id = t.ti_pk WHERE ti.task_id = 'cwd_missing'").fetchall()
+        self.assertEqual(rows["forks_a_daemon"][:2], ("success", 0))
+        self.assertEqual(rows["killed_by_signal"], ("failed", 137, "killed by signal 9 (Killed)"))
+        self.assertEqual(rows["cwd_missing"][:2], ("failed", 127))
+        self.assertEqual(rows["closes_stdout"][:2], ("success", 0))
+        with open(log_path) as f:
+            self.assertIn("cannot change directory to /nonexistent/dir", f.read())
+
+
 if __name__ == "__main__":
     unittest.main()
