@@ -43,14 +43,15 @@ struct TaskSpec {
 };
 
 struct ExecutorEvent {
-  enum class Kind { kStarted, kProgress, kFinished, kLost };
+  // kWaiting: accepted but not running yet, and why (e.g. Slurm holds it PENDING).
+  enum class Kind { kStarted, kProgress, kWaiting, kFinished, kLost };
   Kind kind = Kind::kStarted;
   TaskInstanceKey key;
   std::optional<int64_t> pid;                // kStarted
   std::optional<std::string> external_id;    // kStarted, e.g. a Slurm job id
   std::optional<int> exit_code;              // kFinished: 0..255, or 128+signal
   std::optional<double> progress;            // kProgress: 0..1
-  std::string reason;                        // kLost, or why a kFinished try failed
+  std::string reason;                        // kLost, kWaiting, or why a kFinished try failed
   TimePoint at{};
 };
 

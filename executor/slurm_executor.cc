@@ -267,6 +267,7 @@ struct SlurmExecutor::Job {
   bool cancel_requested = false;
   bool done = false;
   std::optional<double> last_progress;
+  std::string last_waiting;  // the pending reason last reported, so each change is sent once
   int status_wait_polls = 0;  // polls spent waiting for the status file of a finished job
 };
 
@@ -573,7 +574,21 @@ void SlurmExecutor::OnScontrolDone(const std::string& id, const CommandResult& r
 void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& info) {
   if (job->done) return;
   const SlurmPhase phase = ClassifySlurmState(info.state);
-  if (phase == SlurmPhase::kQueued) return;
+  if (phase == SlurmPhase::kQueued) {
+    // Tell the scheduler why the job waits (Resources, Priority, QOS...), once per change.
+    std::string why = "slurm: " + info.state;
+    if (!info.reason.empty() && info.reason != "None") why += " (" + info.reason + ")";
+    if (why != job->last_waiting) {
+      job->last_waiting = why;
+      ExecutorEvent event;
+      event.kind = ExecutorEvent::Kind::kWaiting;
+      event.key = job->key;
+      event.reason = why;
+      event.at = Now();
+      Emit(std::move(event));
+    }
+    return;
+  }
   if (phase == SlurmPhase::kRunning) {
     if (!job->started_sent) SendStarted(*job);
     if (auto progress = ReadProgressFile(job->paths.progress); progress && progress != job->last_progress) {

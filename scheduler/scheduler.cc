@@ -270,10 +270,20 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
         ready_since_.erase(ready);
       }
       if (ti.state == TaskState::kQueued) {
+        ti.waiting_reason.reset();
         ti.state = TaskState::kRunning;
         ti.pid = event.pid;
         ti.external_id = event.external_id;
         ti.start_date = at.task_try.start_date;
+        run_it->second.dirty.insert(at.ti_index);
+      }
+      return;
+    }
+    case ExecutorEvent::Kind::kWaiting: {
+      if (run_it == runs_.end()) return;
+      TaskInstance& ti = run_it->second.tis[at.ti_index];
+      if (ti.state == TaskState::kQueued && ti.waiting_reason != event.reason) {
+        ti.waiting_reason = event.reason;
         run_it->second.dirty.insert(at.ti_index);
       }
       return;

@@ -127,6 +127,25 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertIn("execution_timeout", row[6])
         wait_for(lambda: job_field(row[5], "JobState") == "CANCELLED", 30, "the job to show CANCELLED")
 
+    def test_a_job_slurm_holds_pending_says_why(self):
+        # Two jobs that each want every CPU of the node: one must wait for the other.
+        cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0]
+        ws, daemon, api = self.start("big.yaml", f"""\
+            default_args: {{slurm: {{cpus_per_task: {cpus}}}}}
+            tasks:
+              - {{task_id: first, command: 'sleep 3'}}
+              - {{task_id: second, command: 'sleep 3'}}
+            """)
+        api.trigger("big", dag_run_id="r")
+        waiting = wait_for(lambda: [ti for ti in api.task_instances("big", "r").values()
+                                    if (ti["waiting_reason"] or "").startswith("slurm: PENDING")], 60,
+                           "a task to show that Slurm holds it pending")
+        self.assertEqual(waiting[0]["state"], "queued")
+        # Slurm says Resources, or Priority while another job is ahead of it.
+        self.assertRegex(waiting[0]["waiting_reason"], r"^slurm: PENDING \((Resources|Priority)\)$")
+        self.assertEqual(api.wait_run("big", "r", timeout=120)["state"], "success")
+        self.assertTrue(all(ti["waiting_reason"] is None for ti in api.task_instances("big", "r").values()))
+
     def test_kill_9_while_jobs_run_adopts_them_without_resubmitting(self):
         ledger_dir = None
         lines = ["tasks:"]

@@ -282,7 +282,10 @@ TEST_F(FakeSlurmTest, PendingStaysQueuedThenRunsAndFinishesWithTheWrappersExitCo
   Say("squeue.out", "42|PENDING|Resources\n");
   ASSERT_TRUE(executor_->Submit(Spec("echo '::progress 1/4'; exit 3")).ok());
   ASSERT_TRUE(RunUntil([&] { return executor_->counters().squeue >= 3; }));
-  EXPECT_TRUE(events_.empty()) << "a pending job sends nothing";
+  // A pending job only says, once, why it waits.
+  ASSERT_EQ(events_.size(), 1u);
+  EXPECT_EQ(events_[0].kind, Kind::kWaiting);
+  EXPECT_EQ(events_[0].reason, "slurm: PENDING (Resources)");
   EXPECT_EQ(ReadFile(dir_.path() + "/logs/t/1.log.slurm_job"), "42\n");
   // Run the script as Slurm would, then report it running and failed.
   Shell("cd " + ShellQuote(dir_.path() + "/logs/t") + " && sh 1.sbatch >/dev/null 2>&1");

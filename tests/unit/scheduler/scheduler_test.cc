@@ -183,6 +183,28 @@ TEST_F(SchedulerTest, QueuedIsCommittedBeforeTheProcessStarts) {
   EXPECT_EQ(ti.pid, 4242);
 }
 
+TEST_F(SchedulerTest, AnExecutorsWaitingReasonShowsUntilTheTryStarts) {
+  Dag dag;
+  dag.dag_id = "pending";
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("pending", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ExecutorEvent waiting;
+  waiting.kind = ExecutorEvent::Kind::kWaiting;
+  waiting.key = executor_.submitted[0].key;
+  waiting.reason = "slurm: PENDING (Resources)";
+  executor_.events.push_back(waiting);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "a").state, TaskState::kQueued);
+  EXPECT_EQ(Ti(run->id, "a").waiting_reason, "slurm: PENDING (Resources)");
+  executor_.Start(executor_.submitted[0]);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "a").state, TaskState::kRunning);
+  EXPECT_EQ(Ti(run->id, "a").waiting_reason, std::nullopt);
+}
+
 TEST_F(SchedulerTest, RetriesWithBackoffThenSucceed) {
   Dag dag;
   dag.dag_id = "retry";
