@@ -94,15 +94,6 @@ bool IsLiveWrapper(pid_t pid, std::optional<uint64_t> start_time, const std::str
   return IsWrapperFor(pid, status_path);
 }
 
-std::optional<TimePoint> FileMtime(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  auto since_epoch = std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
-  return TimePoint(std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch));
-}
-
-bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
 }  // namespace
 
 TaskSidecarPaths SidecarPathsFor(std::string_view log_path) {
@@ -158,7 +149,7 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   if (FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
   const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
   // The two ways a try could run twice: it ran already, or its wrapper outlived a daemon.
-  if (Exists(paths.status)) {
+  if (PathExists(paths.status)) {
     return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + paths.status);
   }
   if (auto pid_file = ReadPidFile(paths.pid);
@@ -283,7 +274,7 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
       continue;
     }
     const TaskSidecarPaths paths = SidecarPathsFor(task.log_path);
-    if (Exists(paths.status)) {
+    if (PathExists(paths.status)) {
       Conclude(task.key, paths, "process vanished without a status");
       continue;
     }
@@ -448,7 +439,7 @@ void LocalExecutor::Conclude(const TaskInstanceKey& key, const TaskSidecarPaths&
     event.exit_code = exit->exit_code;
     event.reason = exit->reason;
     // When the wrapper recorded it, which after a restart may be long ago.
-    event.at = FileMtime(paths.status).value_or(Now());
+    event.at = FileModifiedAt(paths.status).value_or(Now());
   } else {
     event.kind = ExecutorEvent::Kind::kLost;
     event.reason = exit.status().IsNotFound() ? std::move(lost_reason)

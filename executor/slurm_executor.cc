@@ -49,15 +49,6 @@ bool IsShellName(std::string_view name) {
   return true;
 }
 
-bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-std::optional<TimePoint> FileMtime(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-  auto since_epoch = std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec);
-  return TimePoint(std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch));
-}
-
 std::string Trim(std::string_view text) {
   size_t b = text.find_first_not_of(" \t\r\n");
   if (b == std::string_view::npos) return "";
@@ -308,7 +299,7 @@ Status SlurmExecutor::Submit(const TaskSpec& spec) {
   const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
   const std::string job_id_path = SlurmJobIdPathFor(spec.log_path);
   // The two ways a try could run twice: it ran already, or it was submitted before a restart.
-  if (Exists(paths.status)) {
+  if (PathExists(paths.status)) {
     return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + paths.status);
   }
   if (auto id = ReadJobIdFile(job_id_path)) {
@@ -458,7 +449,7 @@ std::vector<TaskInstanceKey> SlurmExecutor::Adopt(std::span<const RunningTask> t
       finished.key = task.key;
       finished.exit_code = status->exit_code;
       finished.reason = status->reason;
-      finished.at = FileMtime(job->paths.status).value_or(Now());
+      finished.at = FileModifiedAt(job->paths.status).value_or(Now());
       Emit(std::move(finished));
       continue;
     }
@@ -563,7 +554,7 @@ void SlurmExecutor::OnScontrolDone(const std::string& id, const CommandResult& r
     event.kind = ExecutorEvent::Kind::kFinished;
     event.exit_code = status->exit_code;
     event.reason = status->reason;
-    event.at = FileMtime(job->paths.status).value_or(Now());
+    event.at = FileModifiedAt(job->paths.status).value_or(Now());
   } else {
     event.kind = ExecutorEvent::Kind::kLost;
     event.reason = "Slurm job " + id + " vanished (unknown to squeue and scontrol) without a status";
@@ -622,7 +613,7 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
     event.kind = ExecutorEvent::Kind::kFinished;
     event.exit_code = status->exit_code;
     event.reason = status->reason;
-    event.at = FileMtime(job->paths.status).value_or(Now());
+    event.at = FileModifiedAt(job->paths.status).value_or(Now());
     Finish(job, std::move(event));
     return;
   }

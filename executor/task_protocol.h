@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/time.h"
 
 namespace nightshift {
 
@@ -82,6 +83,11 @@ std::string FormatFraction(double fraction);  // shortest text that reads back t
 std::optional<double> ParseFraction(std::string_view text);  // 0..1 only
 // The progress file's value; nullopt when it is missing or unreadable.
 std::optional<double> ReadProgressFile(const std::string& path);
+
+// The sidecar files are read by both executors: whether one is there, and when it was
+// written (a status file's time is when the try ended, even if nobody watched).
+bool PathExists(const std::string& path);
+std::optional<TimePoint> FileModifiedAt(const std::string& path);
 
 // The progress line the wrapper prints on stdout, and its parser (nullopt: not a progress line).
 std::string FormatProgressReport(double fraction);  // "progress 0.5\n"
