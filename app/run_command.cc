@@ -63,14 +63,7 @@ class ProgressDisplay {
   std::optional<RunProgress> FromStore() {
     auto tis = store_.ListTaskInstances(run_pk_);
     if (!tis.ok()) return std::nullopt;
-    RunProgress p;
-    for (const TaskInstance& ti : *tis) {
-      ++p.total;
-      if (IsFinished(ti.state)) ++p.done;
-      if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++p.running;
-      if (ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) ++p.failed;
-    }
-    return p;
+    return RunProgress::Of(*tis);
   }
 
   void PrintFinishedTasks() {

@@ -1253,11 +1253,9 @@ std::optional<std::string> Scheduler::WindowOf(const ActiveRun& active, const Ta
   return active.dag.window;
 }
 
-std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
-  auto it = runs_.find(run_pk);
-  if (it == runs_.end()) return std::nullopt;
+RunProgress RunProgress::Of(std::span<const TaskInstance> task_instances) {
   RunProgress p;
-  for (const TaskInstance& ti : it->second.tis) {
+  for (const TaskInstance& ti : task_instances) {
     ++p.total;
     if (IsFinished(ti.state)) ++p.done;
     if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++p.running;
@@ -1265,6 +1263,12 @@ std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
     if (ti.state == TaskState::kSuccess) ++p.success;
   }
   return p;
+}
+
+std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
+  auto it = runs_.find(run_pk);
+  if (it == runs_.end()) return std::nullopt;
+  return RunProgress::Of(it->second.tis);
 }
 
 std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {

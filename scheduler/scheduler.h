@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct RunProgress {
   int running = 0;
   int failed = 0;  // failed or upstream_failed
   int success = 0;
+
+  static RunProgress Of(std::span<const TaskInstance> task_instances);
 };
 
 class Scheduler {
