@@ -12,6 +12,7 @@
 
 #include "core/time.h"
 #include "core/window.h"
+#include "dags/limits_reader.h"
 #include "dags/yaml_reader.h"
 
 namespace nightshift {
@@ -21,7 +22,8 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kConfigFields[] = {"dags_folder", "state_dir",      "listen",     "executor",
                                               "parallelism", "pools",          "windows",    "retention",
-                                              "auth",        "shutdown_grace", "kill_grace", "slurm"};
+                                              "auth",        "shutdown_grace", "kill_grace", "slurm",
+                                              "limits"};
 constexpr std::string_view kWindowFields[] = {"timezone", "open", "on_close"};
 constexpr std::string_view kRetentionFields[] = {"max_runs_per_dag", "max_age"};
 constexpr std::string_view kAuthFields[] = {"token_file", "read_requires_token"};
@@ -158,6 +160,8 @@ class ConfigReader {
         if (auto value = ReadDuration(field, diagnostics_)) config_.kill_grace = *value;
       } else if (name == "slurm") {
         ReadSlurm(field);
+      } else if (name == "limits") {
+        if (auto limits = ReadTaskLimits(field, diagnostics_)) config_.limits = config_.limits.OverriddenBy(*limits);
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/duration.h"
+#include "core/task_limits.h"
 #include "core/window.h"
 
 namespace nightshift {
@@ -42,6 +43,9 @@ struct Config {
   // on_close: kill sends SIGTERM, then SIGKILL after this long.
   Duration kill_grace = std::chrono::seconds(10);
   SlurmConfig slurm;
+  // Every try's limits unless its task sets its own (`limits:` in the DAG file). An unset
+  // log_size is kDefaultTaskLogSize; the rest are not applied when unset.
+  TaskLimits limits;
 
   std::string config_path;  // the file it was read from; empty for defaults
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/duration.h"
+#include "core/task_limits.h"
 #include "core/time.h"
 
 namespace nightshift {
@@ -60,7 +61,7 @@ struct SlurmTaskOptions {
   std::optional<std::string> time;  // as sbatch takes it: "01:00:00", "30"
   std::optional<std::string> gres;
   std::vector<std::string> extra_args;
-  bool array = false;  // a mapped task's instances as one job array (not implemented yet)
+  bool array = false;  // a mapped task's instances as one job array
 };
 
 struct Task {
@@ -82,6 +83,7 @@ struct Task {
   MapSpec map;
   CacheSpec cache;
   SlurmTaskOptions slurm;
+  TaskLimits limits;  // fields set here override the config's `limits:`
   SourceLocation location;  // of the task's entry in the file
 };
 

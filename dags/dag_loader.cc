@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/cron.h"
+#include "dags/limits_reader.h"
 #include "dags/yaml_reader.h"
 
 namespace nightshift {
@@ -52,7 +53,8 @@ constexpr std::string_view kTaskFields[] = {"task_id",
                                             "executor",
                                             "map",
                                             "cache",
-                                            "slurm"};
+                                            "slurm",
+                                            "limits"};
 
 constexpr std::string_view kMapFields[] = {"items", "range", "chunk", "from"};
 constexpr std::string_view kCacheFields[] = {"inputs", "outputs"};
@@ -471,6 +473,8 @@ class DagReader {
       ReadCache(field, task);
     } else if (name == "slurm") {
       ReadSlurm(field, task.slurm);
+    } else if (name == "limits") {
+      if (auto limits = ReadTaskLimits(field, diagnostics_)) task.limits = *limits;
     }
   }
 
@@ -508,6 +512,8 @@ class DagReader {
       task.cache = CacheSpec{};
     } else if (name == "slurm") {
       task.slurm = SlurmTaskOptions{};
+    } else if (name == "limits") {
+      task.limits = TaskLimits{};
     }
   }
 

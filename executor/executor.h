@@ -40,6 +40,8 @@ struct TaskSpec {
   // in the config). RoutingExecutor reads it.
   std::string executor = "local";
   SlurmTaskOptions slurm;                    // the DAG's options with the task's over them
+  // The config's `limits:` with the task's over them; the task wrapper applies them.
+  TaskLimits limits;
 };
 
 struct ExecutorEvent {

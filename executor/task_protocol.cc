@@ -71,6 +71,21 @@ std::optional<T> ParseNumber(std::string_view text) {
   return value;
 }
 
+// fsyncs the folder `path` is in: a rename lives there, and without this a crash could forget it.
+void SyncParentFolder(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// The temporary name a file is written under before rename(2). The pid in it keeps two writers
+// (say, a wrapper and a test) off each other's file.
+std::string TemporaryNameFor(const std::string& path) { return path + ".tmp" + std::to_string(::getpid()); }
+
 }  // namespace
 
 std::vector<std::string> TaskWrapperArgs::ToArgv(const std::string& argv0) const {
@@ -81,7 +96,13 @@ std::vector<std::string> TaskWrapperArgs::ToArgv(const std::string& argv0) const
     argv.insert(argv.end(), {"--progress-file", progress_path});
   }
   if (!cwd.empty()) argv.insert(argv.end(), {"--cwd", cwd});
-  argv.insert(argv.end(), {"--kill-grace-ms", std::to_string(kill_grace_ms), "--", command});
+  argv.insert(argv.end(), {"--kill-grace-ms", std::to_string(kill_grace_ms)});
+  if (limits.log_size) argv.insert(argv.end(), {"--log-size", std::to_string(*limits.log_size)});
+  if (limits.cpu_time) argv.insert(argv.end(), {"--cpu-time", FormatDuration(*limits.cpu_time)});
+  if (limits.address_space) argv.insert(argv.end(), {"--address-space", std::to_string(*limits.address_space)});
+  if (limits.open_files) argv.insert(argv.end(), {"--open-files", std::to_string(*limits.open_files)});
+  if (limits.nice) argv.insert(argv.end(), {"--nice", std::to_string(*limits.nice)});
+  argv.insert(argv.end(), {"--", command});
   return argv;
 }
 
@@ -114,6 +135,21 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv) 
       auto ms = ParseNumber<int64_t>(value);
       if (!ms || *ms < 0) return Status::InvalidArgument("--kill-grace-ms: not a number: " + value);
       args.kill_grace_ms = *ms;
+    } else if (opt == "--log-size" || opt == "--address-space" || opt == "--open-files") {
+      auto n = ParseNumber<int64_t>(value);
+      if (!n || *n <= 0) return Status::InvalidArgument(std::string(opt) + ": not a positive number: " + value);
+      (opt == "--log-size" ? args.limits.log_size : opt == "--address-space" ? args.limits.address_space
+                                                                             : args.limits.open_files) = *n;
+    } else if (opt == "--cpu-time") {
+      auto duration = ParseDuration(value);
+      if (!duration.ok() || duration->count() <= 0) {
+        return Status::InvalidArgument("--cpu-time: not a positive duration: " + value);
+      }
+      args.limits.cpu_time = *duration;
+    } else if (opt == "--nice") {
+      auto n = ParseNumber<int>(value);
+      if (!n || *n < -20 || *n > 19) return Status::InvalidArgument("--nice: not a number from -20 to 19: " + value);
+      args.limits.nice = *n;
     } else {
       return Status::InvalidArgument("unknown option " + std::string(opt));
     }
@@ -126,8 +162,7 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv) 
 }
 
 Status WriteFileAtomically(const std::string& path, std::string_view content, bool durable) {
-  // The pid in the name keeps two writers (say, a wrapper and a test) off each other's file.
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  const std::string tmp = TemporaryNameFor(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
   Status s = WriteAll(fd, content);
@@ -138,16 +173,53 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, bo
     ::unlink(tmp.c_str());
     return Status::IOError(path + ": " + s.message());
   }
-  if (durable) {
-    // The rename itself lives in the folder; without this a crash could forget it.
-    const auto slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
+  if (durable) SyncParentFolder(path);
+  return Status::OK();
+}
+
+Result<ReservedFile> ReservedFile::Create(const std::string& path, size_t reserve_bytes) {
+  std::string tmp = TemporaryNameFor(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
+  // Emulated with writes where the file system has no fallocate(2); either way the blocks are ours.
+  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes)); err != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::IOError(tmp + ": cannot reserve " + std::to_string(reserve_bytes) + " bytes: " + ErrnoText(err));
   }
+  return ReservedFile(path, std::move(tmp), fd, reserve_bytes);
+}
+
+ReservedFile::ReservedFile(ReservedFile&& other) noexcept
+    : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)), fd_(std::exchange(other.fd_, -1)),
+      size_(other.size_) {}
+
+ReservedFile::~ReservedFile() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+Status ReservedFile::Commit(std::string_view content, bool durable) {
+  if (fd_ < 0) return Status::IOError(path_ + ": already written");
+  if (content.size() > size_) content = content.substr(0, size_);
+  Status s;
+  // Overwrites the reserved blocks, then gives back the rest: neither needs free space.
+  for (size_t done = 0; s.ok() && done < content.size();) {
+    ssize_t n = ::pwrite(fd_, content.data() + done, content.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) s = Status::IOError(ErrnoText(n < 0 ? errno : EIO));
+    if (n > 0) done += static_cast<size_t>(n);
+  }
+  if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(content.size())) != 0) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && durable && ::fsync(fd_) != 0) s = Status::IOError(ErrnoText(errno));
+  if (::close(std::exchange(fd_, -1)) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && ::rename(tmp_.c_str(), path_.c_str()) != 0) s = Status::IOError(ErrnoText(errno));
+  if (!s.ok()) {
+    ::unlink(tmp_.c_str());
+    return Status::IOError(path_ + ": " + s.message());
+  }
+  if (durable) SyncParentFolder(path_);
   return Status::OK();
 }
 
@@ -217,6 +289,18 @@ std::optional<double> ParseProgressReport(std::string_view line) {
   constexpr std::string_view kPrefix = "progress ";
   if (!line.starts_with(kPrefix)) return std::nullopt;
   return ParseFraction(line.substr(kPrefix.size()));
+}
+
+std::string FormatWrapperError(std::string_view message) {
+  std::string line = "error ";
+  for (char c : message) line.push_back(c == '\n' ? ' ' : c);
+  return line + "\n";
+}
+
+std::optional<std::string> ParseWrapperError(std::string_view line) {
+  constexpr std::string_view kPrefix = "error ";
+  if (!line.starts_with(kPrefix)) return std::nullopt;
+  return std::string(Trim(line.substr(kPrefix.size())));
 }
 
 std::optional<ProcStat> ReadProcStat(pid_t pid) {

@@ -50,6 +50,31 @@ SlurmTaskOptions SlurmFromJson(const json& parent) {
   return o;
 }
 
+json OptInt64(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
+
+json LimitsToJson(const TaskLimits& l) {
+  return {{"log_size", OptInt64(l.log_size)},     {"cpu_time_ms", OptMs(l.cpu_time)},
+          {"address_space", OptInt64(l.address_space)}, {"open_files", OptInt64(l.open_files)},
+          {"nice", OptInt(l.nice)}};
+}
+
+// Snapshots from before limits existed have none: they read as unset.
+TaskLimits LimitsFromJson(const json& parent) {
+  TaskLimits l;
+  if (!parent.contains("limits") || !parent["limits"].is_object()) return l;
+  const json& j = parent["limits"];
+  auto int64_field = [&j](const char* key) -> std::optional<int64_t> {
+    if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+    return j[key].get<int64_t>();
+  };
+  l.log_size = int64_field("log_size");
+  l.cpu_time = ReadOptMs(j, "cpu_time_ms");
+  l.address_space = int64_field("address_space");
+  l.open_files = int64_field("open_files");
+  if (auto nice = int64_field("nice")) l.nice = static_cast<int>(*nice);
+  return l;
+}
+
 json TaskToJson(const Task& t) {
   json j = {
       {"task_id", t.task_id},
@@ -75,6 +100,7 @@ json TaskToJson(const Task& t) {
         {"from", t.map.from}}},
       {"cache", {{"enabled", t.cache.enabled}, {"inputs", t.cache.inputs}, {"outputs", t.cache.outputs}}},
       {"slurm", SlurmToJson(t.slurm)},
+      {"limits", LimitsToJson(t.limits)},
   };
   return j;
 }
@@ -107,6 +133,7 @@ Task TaskFromJson(const json& j) {
   t.cache.inputs = c.at("inputs").get<std::vector<std::string>>();
   t.cache.outputs = c.at("outputs").get<std::vector<std::string>>();
   t.slurm = SlurmFromJson(j);
+  t.limits = LimitsFromJson(j);
   return t;
 }
 

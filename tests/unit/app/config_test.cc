@@ -299,6 +299,44 @@ TEST(ConfigErrorTest, SlurmFieldsAreChecked) {
                    kPath + ":3:18: slurm.poll_interval: must be longer than 0s");
 }
 
+TEST(ConfigTest, LimitsAreReadAndLogSizeHasADefault) {
+  EXPECT_FALSE(MustLoad("").limits.log_size.has_value());  // the wrapper's kDefaultTaskLogSize
+  Config config = MustLoad(
+      "limits:\n"
+      "  log_size: 100MB\n"
+      "  cpu_time: 10m\n"
+      "  address_space: 4GiB\n"
+      "  open_files: 1024\n"
+      "  nice: 10\n");
+  EXPECT_EQ(config.limits.log_size, 100'000'000);
+  EXPECT_EQ(config.limits.cpu_time, std::chrono::minutes(10));
+  EXPECT_EQ(config.limits.address_space, int64_t{4} << 30);
+  EXPECT_EQ(config.limits.open_files, 1024);
+  EXPECT_EQ(config.limits.nice, 10);
+  TaskLimits only_nice;
+  only_nice.nice = -5;
+  EXPECT_EQ(MustLoad("limits: {cpu_time: null, nice: -5}\n").limits, only_nice);
+}
+
+TEST(ConfigErrorTest, BadLimitsPointAtTheValue) {
+  ExpectErrors("limits:\n"
+               "  log_size: 100 parsecs\n"
+               "  cpu_time: 0s\n"
+               "  address_space: 512\n"
+               "  open_files: many\n"
+               "  nice: 20\n"
+               "  cpu: 1m\n",
+               std::string(kPath) + ":2:13: limits.log_size: invalid size \"100 parsecs\": unknown unit \"parsecs\" "
+                   "(units: B, K, M, G, T, KiB.., KB..)\n" +
+                   kPath + ":3:13: limits.cpu_time: must be longer than 0s\n" +
+                   kPath + ":4:18: limits.address_space: must be at least 1MiB, got 512\n" +
+                   kPath + ":5:15: limits.open_files: expected an integer, got \"many\"\n" +
+                   kPath + ":6:9: limits.nice: must be at most 19, got 20\n" +
+                   kPath + ":7:3: unknown field \"cpu\" (did you mean \"cpu_time\"?)");
+  ExpectErrors("limits: 4GB\n", std::string(kPath) + ":1:9: limits: expected a mapping such as {cpu_time: 10m, "
+                                                     "address_space: 4GB}, got \"4GB\"");
+}
+
 TEST(ConfigErrorTest, AllErrorsAreReportedOneLineEach) {
   Result<Config> config = LoadConfigText("listen: nope\nparallelism: -1\nexecutor: x\n", kPath);
   ASSERT_FALSE(config.ok());

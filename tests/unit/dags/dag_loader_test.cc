@@ -757,6 +757,37 @@ TEST(DagLoaderErrorTest, SlurmMustBeAMapping) {
               "slurm: expected a mapping, got \"batch\"");
 }
 
+TEST(DagLoaderTest, TaskLimitsComeFromDefaultArgsOrTheTaskAsAWhole) {
+  Dag dag = MustLoad(
+      "default_args: {limits: {cpu_time: 1m, nice: 5}}\n"
+      "tasks:\n"
+      "  - {task_id: inherits, command: x}\n"
+      "  - {task_id: own, command: x, limits: {open_files: 64, address_space: 2G}}\n"
+      "  - {task_id: none, command: x, limits: null}\n");
+  ASSERT_EQ(dag.tasks.size(), 3u);
+  TaskLimits from_defaults;
+  from_defaults.cpu_time = minutes(1);
+  from_defaults.nice = 5;
+  EXPECT_EQ(dag.tasks[0].limits, from_defaults);
+  TaskLimits own;
+  own.address_space = int64_t{2} << 30;
+  own.open_files = 64;
+  EXPECT_EQ(dag.tasks[1].limits, own);
+  EXPECT_EQ(dag.tasks[2].limits, TaskLimits{});
+}
+
+TEST(DagLoaderErrorTest, BadTaskLimitsPointAtTheValue) {
+  ExpectError("tasks:\n  - task_id: a\n    command: x\n    limits: {cpu_time: forever}\n", 4, 24,
+              "limits.cpu_time: invalid duration \"forever\": expected a number at position 1 (use e.g. 90, "
+              "90s, 5m, 1h30m)");
+  ExpectError("tasks:\n  - task_id: a\n    command: x\n    limits: {open_files: 2}\n", 4, 26,
+              "limits.open_files: must be at least 3, got 2");
+  ExpectError("tasks:\n  - task_id: a\n    command: x\n    limits: {memory: 1G}\n", 4, 14,
+              "unknown field \"memory\" (did you mean \"address_space\"?)");
+  ExpectError("tasks:\n  - {task_id: a, command: x, limits: [1]}\n", 2, 38,
+              "limits: expected a mapping such as {cpu_time: 10m, address_space: 4GB}, got a list");
+}
+
 TEST(DagLoaderErrorTest, RecursiveAliasInParamsDoesNotHang) {
   ExpectError("params:\n  loop: &a [1, *a]\ntasks:\n  - {task_id: a, command: x}\n", 2, 9,
               "params.loop: too deeply nested or too large");

@@ -61,6 +61,46 @@ TEST(TaskWrapperArgsTest, RoundTripsThroughArgv) {
   EXPECT_EQ(parsed->command, args.command);
 }
 
+TEST(TaskWrapperArgsTest, LimitsRoundTripThroughArgv) {
+  TaskWrapperArgs args{"/l/1.log", "/l/1.log.status", "/l/1.log.pid", "", "", 100, "true", {}};
+  args.limits.log_size = 4096;
+  args.limits.cpu_time = std::chrono::milliseconds(1500);
+  args.limits.address_space = int64_t{4} << 30;
+  args.limits.open_files = 256;
+  args.limits.nice = -3;
+  std::vector<std::string> argv = args.ToArgv("ns");
+  std::vector<const char*> c;
+  for (const auto& s : argv) c.push_back(s.c_str());
+  auto parsed = ParseTaskWrapperArgs(static_cast<int>(c.size()), c.data());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->limits, args.limits);
+  // Unset limits are not passed, and read back unset.
+  args.limits = {};
+  argv = args.ToArgv("ns");
+  c.clear();
+  for (const auto& s : argv) c.push_back(s.c_str());
+  EXPECT_EQ(ParseTaskWrapperArgs(static_cast<int>(c.size()), c.data())->limits, TaskLimits{});
+}
+
+TEST(TaskWrapperArgsTest, RejectsBadLimits) {
+  for (std::vector<const char*> bad : {std::vector<const char*>{"--log-size", "0"}, {"--cpu-time", "soon"},
+                                       {"--open-files", "-1"}, {"--nice", "20"}, {"--address-space", "4G"}}) {
+    std::vector<const char*> argv = {"ns", "__task-wrapper", "--log", "l", "--status", "s", "--pid-file", "p"};
+    argv.insert(argv.end(), bad.begin(), bad.end());
+    argv.insert(argv.end(), {"--", "true"});
+    EXPECT_FALSE(ParseTaskWrapperArgs(static_cast<int>(argv.size()), argv.data()).ok()) << bad[0] << " " << bad[1];
+  }
+}
+
+TEST(TaskProtocolTest, WrapperErrorLineRoundTrips) {
+  EXPECT_EQ(FormatWrapperError("cannot open log /x: Read-only file system"),
+            "error cannot open log /x: Read-only file system\n");
+  EXPECT_EQ(ParseWrapperError("error cannot open log /x: Read-only file system"),
+            "cannot open log /x: Read-only file system");
+  EXPECT_EQ(FormatWrapperError("two\nlines"), "error two lines\n");
+  EXPECT_EQ(ParseWrapperError("progress 0.5"), std::nullopt);
+}
+
 TEST(TaskWrapperArgsTest, RejectsIncompleteCommandLines) {
   auto parse = [](std::vector<const char*> argv) {
     return ParseTaskWrapperArgs(static_cast<int>(argv.size()), argv.data()).ok();
