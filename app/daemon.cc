@@ -4,11 +4,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <optional>
 #include <spdlog/spdlog.h>
+#include <thread>
 
 #include "app/api_token.h"
 #include "app/config.h"
@@ -23,6 +26,7 @@
 #include "scheduler/scheduler_loop.h"
 #include "store/store.h"
 #include "web/http_server.h"
+#include "web/published.h"
 #include "web/router.h"
 
 namespace nightshift {
@@ -46,6 +50,38 @@ void LogDags(const DagRegistry& registry) {
   }
 }
 
+// The HTTP server's event loop on a thread of its own, so that requests are answered while a
+// scheduler pass runs. Declared before the scheduler's io_context so that it outlives it:
+// a request handed to the scheduler's thread and never run is answered (503) through it.
+class ApiThread {
+ public:
+  ApiThread() = default;
+  ApiThread(const ApiThread&) = delete;
+  ApiThread& operator=(const ApiThread&) = delete;
+  ~ApiThread() { Join(); }
+
+  net::io_context& io() { return io_; }
+  void Start() {
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  // Runs `stop` on the API thread, then ends its loop.
+  void Stop(std::function<void()> stop) {
+    net::post(io_, [this, stop = std::move(stop)] {
+      stop();
+      io_.stop();
+    });
+  }
+  void Join() {
+    if (!thread_.joinable()) return;
+    io_.stop();
+    thread_.join();
+  }
+
+ private:
+  net::io_context io_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 int ServeDaemon(const Config& initial_config) {
@@ -67,6 +103,14 @@ int ServeDaemon(const Config& initial_config) {
   auto version = (*store)->SchemaVersion();
   spdlog::info("state database {} at schema version {}", config.DatabasePath(), version.ok() ? *version : -1);
 
+  // The API's own connection: its reads run beside the scheduler's writes (WAL) instead of
+  // waiting for its connection. Opened after Migrate, and never migrates itself.
+  auto api_store = OpenSqliteStore(config.DatabasePath());
+  if (!api_store.ok()) {
+    spdlog::error("cannot open state database {}: {}", config.DatabasePath(), api_store.status().ToString());
+    return 1;
+  }
+
   SystemClock clock;
   DagRegistry registry(config, **store, clock);
   if (auto changed = registry.Refresh(); !changed.ok()) {
@@ -77,6 +121,7 @@ int ServeDaemon(const Config& initial_config) {
                registry.import_errors().size());
   LogDags(registry);
 
+  ApiThread api_thread;
   net::io_context io;
   std::function<void()> wake;
   LocalExecutorOptions executor_options;
@@ -99,29 +144,55 @@ int ServeDaemon(const Config& initial_config) {
     return 1;
   }
 
-  // Alive as long as the event loop turns: the later of the last pass and the last rescan.
-  std::optional<TimePoint> ticked = clock.Now();
   auto token = LoadOrCreateApiToken(config.TokenFile());
   if (!token.ok()) {
     spdlog::error("{}", token.status().message());
     return 1;
   }
+  // What the API thread reads of this thread's state, republished when it changes.
+  Published<Config> published_config(config);
+  Published<SchedulerMetrics> published_metrics(scheduler.metrics());
+  // Alive as long as the event loop turns: the later of the last pass and the last rescan.
+  std::atomic<int64_t> heartbeat_ms{clock.Now().time_since_epoch().count()};
+  auto beat = [&](std::optional<TimePoint> at) {
+    if (!at) return;
+    int64_t ms = at->time_since_epoch().count();
+    int64_t seen = heartbeat_ms.load();
+    while (ms > seen && !heartbeat_ms.compare_exchange_weak(seen, ms)) {
+    }
+  };
+
   ApiContext api;
   api.api_token = *token;
-  api.scheduler = &scheduler;
-  api.wake_scheduler = [&] { loop.Wake(); };
-  api.config = &config;
-  api.dags = &registry;
-  api.store = store->get();
+  api.config = [&] { return published_config.Get(); };
+  api.dags = [&] { return registry.Snapshot(); };
   api.clock = &clock;
   api.latest_heartbeat = [&]() -> std::optional<TimePoint> {
-    std::optional<TimePoint> pass = scheduler.latest_heartbeat();
-    if (!pass || (ticked && *ticked > *pass)) return ticked;
-    return pass;
+    return TimePoint(std::chrono::milliseconds(heartbeat_ms.load()));
   };
-  ApiRouter router(api);
+  api.scheduler_metrics = [&]() -> std::optional<SchedulerMetrics> { return *published_metrics.Get(); };
+  // Two routers over the same context: reads on the API thread with the API's connection;
+  // changes on this thread, where the scheduler lives, with the scheduler's connection.
+  ApiContext reader = api;
+  reader.store = api_store->get();
+  ApiRouter read_router(reader);
+  ApiContext writer = api;
+  writer.store = store->get();
+  writer.scheduler = &scheduler;
+  writer.wake_scheduler = [&] { loop.Wake(); };
+  ApiRouter write_router(writer);
 
-  HttpServer server(io, [&router](const HttpRequest& r) { return router.Handle(r); });
+  HttpServer server(api_thread.io(), [&](HttpRequest request, HttpServer::Respond respond) {
+    if (!read_router.NeedsScheduler(request)) return respond(read_router.Handle(request));
+    net::post(io, [&write_router, request = std::move(request), respond = std::move(respond)] {
+      try {
+        respond(write_router.Handle(request));
+      } catch (const std::exception& e) {
+        spdlog::error("request {} {} failed: {}", request.method, request.target, e.what());
+        respond(JsonError(500, "internal error"));
+      }
+    });
+  });
   if (Status s = server.Listen(config.listen); !s.ok()) {
     spdlog::error("{}", s.message());
     return 1;
@@ -142,7 +213,7 @@ int ServeDaemon(const Config& initial_config) {
         LogDags(registry);
         loop.Wake();
       }
-      ticked = clock.Now();
+      beat(clock.Now());
       schedule_rescan();
     });
   };
@@ -170,13 +241,22 @@ int ServeDaemon(const Config& initial_config) {
   net::steady_timer grace(io);
   auto finish = [&] {
     loop.Stop();
-    server.Stop();
+    api_thread.Stop([&] { server.Stop(); });
     rescan.cancel();
     retention.cancel();
     grace.cancel();
     io.stop();
   };
   loop.set_after_pass([&] {
+    SchedulerMetrics metrics = scheduler.metrics();
+    const SlurmExecutor::Counters& slurm = slurm_executor.counters();
+    metrics.slurm_commands = {{"sbatch", slurm.sbatch.load()},
+                              {"squeue", slurm.squeue.load()},
+                              {"scontrol", slurm.scontrol.load()},
+                              {"scancel", slurm.scancel.load()}};
+    metrics.slurm_unreachable = static_cast<uint64_t>(slurm.unreachable.load());
+    published_metrics.Set(std::move(metrics));
+    beat(scheduler.latest_heartbeat());
     if (stopping && scheduler.ActiveTries() == 0) finish();
   });
   net::signal_set stop_signals(io, SIGTERM, SIGINT);
@@ -213,6 +293,7 @@ int ServeDaemon(const Config& initial_config) {
         next.state_dir = config.state_dir;
         next.dags_folder = config.dags_folder;
         config = next;
+        published_config.Set(config);
         scheduler.set_options(SchedulerOptions::FromConfig(config));
         registry.Reconfigure(config);
       }
@@ -224,7 +305,9 @@ int ServeDaemon(const Config& initial_config) {
   wait_reload();
 
   loop.Wake();
+  api_thread.Start();
   io.run();
+  api_thread.Join();
   spdlog::info("stopped");
   return 0;
 }

@@ -15,15 +15,34 @@ DagLoadContext MakeDagLoadContext(const Config& config) {
 }
 
 DagRegistry::DagRegistry(const Config& config, Store& store, const Clock& clock)
-    : folder_(config.dags_folder, MakeDagLoadContext(config)), store_(store), clock_(clock) {}
+    : folder_(config.dags_folder, MakeDagLoadContext(config)), store_(store), clock_(clock) {
+  PublishSnapshot();
+}
 
 void DagRegistry::Reconfigure(const Config& config) {
+  // The snapshot keeps the previous DAGs until the Refresh that follows has re-read the files.
   folder_ = DagFolder(config.dags_folder, MakeDagLoadContext(config));
+}
+
+std::shared_ptr<const DagsSnapshot> DagRegistry::Snapshot() const {
+  std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
+}
+
+void DagRegistry::PublishSnapshot() {
+  // Copied once per change of the folder (not per read), outside the lock.
+  auto next = std::make_shared<DagsSnapshot>();
+  next->dags = folder_.dags();
+  next->import_errors = folder_.import_errors();
+  std::lock_guard lock(snapshot_mu_);
+  snapshot_ = std::move(next);
 }
 
 Result<bool> DagRegistry::Refresh() {
   if (!folder_.Refresh()) return false;
+  // Published after the store has the DAGs' rows, so a reader never finds a DAG it cannot pause.
   Status s = SyncStore();
+  PublishSnapshot();
   if (!s.ok()) return s;
   return true;
 }
@@ -52,6 +71,16 @@ const Dag* DagRegistry::FindDag(const std::string& dag_id) const {
 bool DagRegistry::HasImportErrors(const std::string& file_path) const {
   const auto& errors = folder_.import_errors();
   return std::any_of(errors.begin(), errors.end(),
+                     [&](const ImportError& e) { return e.filename == file_path; });
+}
+
+const Dag* DagsSnapshot::FindDag(const std::string& dag_id) const {
+  auto it = dags.find(dag_id);
+  return it == dags.end() ? nullptr : &it->second;
+}
+
+bool DagsSnapshot::HasImportErrors(const std::string& file_path) const {
+  return std::any_of(import_errors.begin(), import_errors.end(),
                      [&](const ImportError& e) { return e.filename == file_path; });
 }
 

@@ -33,6 +33,10 @@ struct SchedulerMetrics {
   Histogram pass_duration;      // seconds per scheduler pass
   Histogram dispatch_latency;   // seconds from a task instance becoming ready to its process starting
   std::map<std::string, int> pool_used;  // queued + running tries per pool, after the last pass
+  // Filled in by the daemon from the Slurm executor: commands run ("sbatch", "squeue", ...)
+  // and calls that found no controller.
+  std::map<std::string, uint64_t> slurm_commands;
+  uint64_t slurm_unreachable = 0;
 };
 
 }  // namespace nightshift

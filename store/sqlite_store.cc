@@ -192,6 +192,11 @@ class Statement {
 #define NS_RUN_COLUMNS                                                                          \
   "id, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, " \
   "queued_at, start_date, end_date, conf, dag_snapshot, callback_done"
+// The same columns with an empty dag_snapshot: what lists and the API read. A snapshot is the
+// whole DAG (megabytes for a 10,000-task DAG); only the scheduler needs it.
+#define NS_RUN_COLUMNS_NO_SNAPSHOT                                                              \
+  "id, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, " \
+  "queued_at, start_date, end_date, conf, '', callback_done"
 // Without id: the order of INSERT values and UPDATE assignments.
 #define NS_TI_FIELDS                                                                                \
   "run_pk, task_id, map_index, state, try_number, queued_at, start_date, end_date, next_retry_at, " \
@@ -323,6 +328,7 @@ class SqliteStore final : public Store {
 
   Status CreateRun(DagRun* run, std::vector<TaskInstance>* task_instances) override;
   Result<std::optional<DagRun>> GetRun(const std::string& dag_id, const std::string& run_id) override;
+  Result<std::optional<DagRun>> GetRunSummary(const std::string& dag_id, const std::string& run_id) override;
   Result<std::optional<DagRun>> GetRunById(int64_t run_pk) override;
   Result<RunPage> ListRuns(const RunQuery& query) override;
   Result<std::vector<DagRun>> ListUnfinishedRuns() override;
@@ -925,6 +931,12 @@ Result<std::optional<DagRun>> SqliteStore::GetRun(const std::string& dag_id, con
                      run_id);
 }
 
+Result<std::optional<DagRun>> SqliteStore::GetRunSummary(const std::string& dag_id, const std::string& run_id) {
+  std::lock_guard lock(mu_);
+  return QueryOneRun("SELECT " NS_RUN_COLUMNS_NO_SNAPSHOT " FROM dag_runs WHERE dag_id = ? AND run_id = ?", dag_id,
+                     run_id);
+}
+
 Result<std::optional<DagRun>> SqliteStore::GetRunById(int64_t run_pk) {
   std::lock_guard lock(mu_);
   return QueryOneRun("SELECT " NS_RUN_COLUMNS " FROM dag_runs WHERE id = ?", run_pk);
@@ -944,7 +956,7 @@ Result<RunPage> SqliteStore::ListRuns(const RunQuery& query) {
       query.state ? std::optional<std::string_view>(ToString(*query.state)) : std::nullopt;
 
   RunPage page;
-  Result<std::vector<DagRun>> runs = QueryRuns("SELECT " NS_RUN_COLUMNS " FROM dag_runs" + where +
+  Result<std::vector<DagRun>> runs = QueryRuns("SELECT " NS_RUN_COLUMNS_NO_SNAPSHOT " FROM dag_runs" + where +
                                                    " ORDER BY logical_date DESC, id DESC LIMIT ?3 OFFSET ?4",
                                                query.dag_id, state, query.limit, query.offset);
   if (!runs.ok()) return runs.status();
@@ -1161,6 +1173,7 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountTaskInstancesByState() 
 
 #undef NS_DAG_COLUMNS
 #undef NS_RUN_COLUMNS
+#undef NS_RUN_COLUMNS_NO_SNAPSHOT
 #undef NS_TI_FIELDS
 #undef NS_TRY_FIELDS
 

@@ -63,7 +63,10 @@ class Store {
   // (dag_id, run_id) pair is taken.
   virtual Status CreateRun(DagRun* run, std::vector<TaskInstance>* task_instances) = 0;
   virtual Result<std::optional<DagRun>> GetRun(const std::string& dag_id, const std::string& run_id) = 0;
+  // The run without its dag_snapshot (left empty): cheap, for the API.
+  virtual Result<std::optional<DagRun>> GetRunSummary(const std::string& dag_id, const std::string& run_id) = 0;
   virtual Result<std::optional<DagRun>> GetRunById(int64_t run_pk) = 0;
+  // Without their dag_snapshot (left empty), like GetRunSummary.
   virtual Result<RunPage> ListRuns(const RunQuery& query) = 0;
   virtual Result<std::vector<DagRun>> ListUnfinishedRuns() = 0;  // queued or running, oldest first
   // The run with the greatest logical_date of this DAG and type ("scheduled"), if any.

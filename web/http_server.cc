@@ -8,8 +8,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <array>
+#include <atomic>
 #include <set>
 #include <spdlog/spdlog.h>
+
+#include "web/router.h"
 
 namespace nightshift {
 namespace {
@@ -19,6 +22,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 constexpr auto kNoThrow = net::as_tuple(net::use_awaitable);
+// Request line and headers together; more gets 431.
+constexpr uint32_t kHeaderLimit = 16 * 1024;
+
+// A request Beast could not parse (as opposed to a connection that closed or timed out).
+bool IsMalformedRequest(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more && ec != http::error::need_buffer;
+}
 
 }  // namespace
 
@@ -35,7 +47,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
   net::awaitable<void> Accept();
   net::awaitable<void> Serve(std::shared_ptr<beast::tcp_stream> stream);
-  HttpResponse Dispatch(const http::request<http::string_body>& req);
+  // The handler's answer, awaited without blocking this thread.
+  net::awaitable<HttpResponse> Answer(HttpRequest request);
 };
 
 namespace {
@@ -72,9 +85,7 @@ net::awaitable<void> LingeringClose(beast::tcp_stream& stream) {
   }
 }
 
-}  // namespace
-
-HttpResponse HttpServer::State::Dispatch(const http::request<http::string_body>& req) {
+HttpRequest FromBeast(const http::request<http::string_body>& req) {
   HttpRequest request;
   request.method = std::string(req.method_string());
   request.target = std::string(req.target());
@@ -84,16 +95,62 @@ HttpResponse HttpServer::State::Dispatch(const http::request<http::string_body>&
     request.headers[name] = std::string(field.value());
   }
   request.body = req.body();
-  try {
-    return handler(request);
-  } catch (const std::exception& e) {
-    // The router is not supposed to throw; if it does, the client gets a 500, not a crash.
-    spdlog::error("request {} {} failed: {}", request.method, request.target, e.what());
-    HttpResponse r;
-    r.status = 500;
-    r.body = R"({"status":500,"title":"Internal Server Error","detail":"internal error"})";
-    return r;
+  return request;
+}
+
+// The one completion of one request's wait. Respond may be called on any thread: the answer is
+// posted to the server's thread, where the waiting connection resumes. A handler that loses
+// the request (e.g. the thread it was handed to stopped) still gets the connection an answer.
+template <typename Completion>
+class PendingAnswer {
+ public:
+  PendingAnswer(Completion completion, net::io_context::executor_type executor)
+      : completion_(std::move(completion)), executor_(executor) {}
+  PendingAnswer(const PendingAnswer&) = delete;
+  PendingAnswer& operator=(const PendingAnswer&) = delete;
+  ~PendingAnswer() {
+    if (!delivered_) Deliver(JsonError(503, "the request was dropped while shutting down"));
   }
+
+  void Deliver(HttpResponse response) {
+    if (delivered_.exchange(true)) return;
+    net::post(executor_, [completion = std::move(completion_), response = std::move(response)]() mutable {
+      std::move(completion)(std::move(response));
+    });
+  }
+
+ private:
+  Completion completion_;
+  net::io_context::executor_type executor_;
+  std::atomic<bool> delivered_{false};
+};
+
+}  // namespace
+
+HttpServer::Handler HttpServer::Immediate(std::function<HttpResponse(const HttpRequest&)> handler) {
+  return [handler = std::move(handler)](HttpRequest request, Respond respond) { respond(handler(request)); };
+}
+
+// Not a coroutine itself: with GCC 12, this lambda's moved-in capture inside a coroutine's
+// co_await expression was freed twice (a crash in http_server_test), so the wait is built here
+// in a plain function and awaited by Serve.
+net::awaitable<HttpResponse> HttpServer::State::Answer(HttpRequest request) {
+  auto self = shared_from_this();
+  return net::async_initiate<decltype(net::use_awaitable), void(HttpResponse)>(
+      [self, request = std::move(request)](auto completion) mutable {
+        auto pending =
+            std::make_shared<PendingAnswer<decltype(completion)>>(std::move(completion), self->io.get_executor());
+        Respond respond = [pending](HttpResponse response) { pending->Deliver(std::move(response)); };
+        const std::string what = request.method + " " + request.target;
+        try {
+          self->handler(std::move(request), respond);
+        } catch (const std::exception& e) {
+          // Handlers are not supposed to throw; if one does, the client gets a 500, not a crash.
+          spdlog::error("request {} failed: {}", what, e.what());
+          respond(JsonError(500, "internal error"));
+        }
+      },
+      net::use_awaitable);
 }
 
 net::awaitable<void> HttpServer::State::Accept() {
@@ -108,9 +165,7 @@ net::awaitable<void> HttpServer::State::Accept() {
     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
     if (sessions.size() >= options.max_connections) {
       // Over the cap: answer 503 and close, rather than let the backlog grow silently.
-      HttpResponse busy;
-      busy.status = 503;
-      busy.body = R"({"status":503,"title":"Service Unavailable","detail":"too many connections"})";
+      HttpResponse busy = JsonError(503, "too many connections");
       auto res = std::make_shared<http::response<http::string_body>>(ToBeast(busy, 11, false, false));
       stream->expires_after(std::chrono::seconds(5));
       http::async_write(*stream, *res, [stream, res](beast::error_code, size_t) {
@@ -131,7 +186,7 @@ net::awaitable<void> HttpServer::State::Serve(std::shared_ptr<beast::tcp_stream>
   while (!stopped) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.body_limit);
-    parser.header_limit(16 * 1024);
+    parser.header_limit(kHeaderLimit);
     stream->expires_after(first ? options.read_timeout : options.keep_alive_timeout);
     auto [ec, bytes] = co_await http::async_read_header(*stream, buffer, parser, kNoThrow);
     (void)bytes;
@@ -140,31 +195,23 @@ net::awaitable<void> HttpServer::State::Serve(std::shared_ptr<beast::tcp_stream>
       std::tie(ec, bytes) = co_await http::async_read(*stream, buffer, parser, kNoThrow);
     }
     first = false;
-    if (ec == http::error::body_limit) {
-      HttpResponse too_big;
-      too_big.status = 413;
-      too_big.body = R"({"status":413,"title":"Request Entity Too Large","detail":"request body exceeds )" +
-                     std::to_string(options.body_limit) + R"( bytes"})";
-      auto res = ToBeast(too_big, 11, false, false);
-      co_await http::async_write(*stream, res, kNoThrow);
-      co_await LingeringClose(*stream);
-      break;
-    }
-    if (ec == http::error::header_limit || ec == http::error::bad_target ||
-        ec == http::error::bad_method || ec == http::error::bad_version ||
-        ec == http::error::bad_field || ec == http::error::bad_value) {
-      HttpResponse bad;
-      bad.status = ec == http::error::header_limit ? 431 : 400;
-      bad.body = R"({"status":)" + std::to_string(bad.status) +
-                 R"(,"title":"Bad Request","detail":"malformed request: )" + ec.message() + R"("})";
-      auto res = ToBeast(bad, 11, false, false);
+    if (ec == http::error::body_limit || ec == http::error::header_limit || IsMalformedRequest(ec)) {
+      // Answer why, then close: after a parse error the rest of the stream cannot be trusted.
+      HttpResponse refusal =
+          ec == http::error::body_limit
+              ? JsonError(413, "request body exceeds " + std::to_string(options.body_limit) + " bytes")
+          : ec == http::error::header_limit
+              ? JsonError(431, "request headers exceed " + std::to_string(kHeaderLimit) + " bytes")
+              : JsonError(400, "malformed request: " + ec.message());
+      auto res = ToBeast(refusal, 11, false, false);
       co_await http::async_write(*stream, res, kNoThrow);
       co_await LingeringClose(*stream);
       break;
     }
     if (ec) break;  // closed, timed out, or garbage: drop the connection
     auto& req = parser.get();
-    HttpResponse response = Dispatch(req);
+    net::awaitable<HttpResponse> answer = Answer(FromBeast(req));
+    HttpResponse response = co_await std::move(answer);
     auto res = ToBeast(response, req.version(), req.keep_alive(), req.method() == http::verb::head);
     stream->expires_after(options.read_timeout);
     auto [write_ec, written] = co_await http::async_write(*stream, res, kNoThrow);

@@ -1,5 +1,7 @@
-// The HTTP listener: Boost.Beast on the daemon's io_context. It parses, enforces limits
-// (body size, read timeout, connection cap) and hands each request to the ApiRouter.
+// The HTTP listener: Boost.Beast on an io_context of its own (the daemon runs it on its own
+// thread, so requests never wait behind a scheduler pass). It parses, enforces limits (body
+// size, header size, read timeout, connection cap) and hands each request to a handler, which
+// may answer at once or later from another thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -24,14 +26,21 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  // Delivers the answer to one request. Call it exactly once, from any thread; the connection
+  // waits for it without holding up the server's other connections. If every copy is dropped
+  // uncalled, the client gets a 503.
+  using Respond = std::function<void(HttpResponse)>;
+  using Handler = std::function<void(HttpRequest request, Respond respond)>;
+  // The common case: a handler that answers on the server's thread.
+  static Handler Immediate(std::function<HttpResponse(const HttpRequest&)> handler);
 
   HttpServer(boost::asio::io_context& io, Handler handler, HttpServerOptions options = {});
   ~HttpServer();
 
   // Binds `address` ("HOST:PORT"; port 0 picks a free one) and starts accepting.
   Status Listen(const std::string& address);
-  // Stops accepting and closes open connections.
+  // Stops accepting and closes open connections. Like every other member, call it on the
+  // io_context's thread (post it there from elsewhere) once that thread runs.
   void Stop();
   uint16_t port() const;
   size_t open_connections() const;

@@ -50,9 +50,10 @@ void PrometheusText::Gauge(const std::string& name, const std::string& help, dou
   text_ += name + Labels(labels) + " " + Number(value) + "\n";
 }
 
-void PrometheusText::Counter(const std::string& name, const std::string& help, double value) {
+void PrometheusText::Counter(const std::string& name, const std::string& help, double value,
+                             const std::map<std::string, std::string>& labels) {
   Header(name, help, "counter");
-  text_ += name + " " + Number(value) + "\n";
+  text_ += name + Labels(labels) + " " + Number(value) + "\n";
 }
 
 void PrometheusText::HistogramOf(const std::string& name, const std::string& help, const Histogram& h) {

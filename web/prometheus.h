@@ -13,7 +13,8 @@ class PrometheusText {
   // One metric family: its HELP and TYPE lines come once, before its first sample.
   void Gauge(const std::string& name, const std::string& help, double value,
              const std::map<std::string, std::string>& labels = {});
-  void Counter(const std::string& name, const std::string& help, double value);
+  void Counter(const std::string& name, const std::string& help, double value,
+               const std::map<std::string, std::string>& labels = {});
   void HistogramOf(const std::string& name, const std::string& help, const Histogram& histogram);
   const std::string& text() const { return text_; }
 

@@ -28,6 +28,8 @@ const char* StatusTitle(int status) {
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Request Entity Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     default: return "Error";
@@ -152,6 +154,22 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// Request bodies are JSON. A body labelled as something else is refused rather than guessed at;
+// form-urlencoded is let through because that is what `curl -d '{...}'` labels its JSON with.
+std::optional<HttpResponse> RefuseNonJsonBody(const HttpRequest& request) {
+  if (request.body.empty()) return std::nullopt;
+  std::string type = request.Header("content-type");
+  type = type.substr(0, type.find(';'));
+  std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  if (type.empty() || type == "application/json" || type.ends_with("+json") ||
+      type == "application/x-www-form-urlencoded") {
+    return std::nullopt;
+  }
+  return JsonError(415, "request body must be JSON (Content-Type: application/json), got Content-Type \"" +
+                            request.Header("content-type") + "\"");
+}
+
 Result<json> ParseJsonBody(const HttpRequest& request) {
   if (request.body.empty()) return json::object();
   try {
@@ -266,7 +284,16 @@ const std::vector<std::pair<std::string, std::string>>& ApiRoutes() {
   return routes;
 }
 
+bool ApiRouter::NeedsScheduler(const HttpRequest& request) const {
+  if (request.method == "GET" || request.method == "HEAD") return false;
+  if (!ParseTarget(request.target).path.starts_with("/api/v1/")) return false;
+  return Authorized(request);
+}
+
 HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
+  static const auto kNoDags = std::make_shared<const DagsSnapshot>();
+  View v{context_.config ? context_.config() : nullptr, context_.dags ? context_.dags() : nullptr};
+  if (!v.dags) v.dags = kNoDags;
   const ParsedTarget target = ParseTarget(request.target);
   const std::vector<std::string> seg = PathSegments(target.path);
   const std::string& method = request.method;
@@ -277,30 +304,33 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
     return r;
   };
 
-  if (target.path == "/metrics") return get ? Metrics() : not_allowed("GET");
+  if (target.path == "/metrics") return get ? Metrics(v) : not_allowed("GET");
   if (seg.size() >= 2 && seg[0] == "api" && seg[1] == "v1") {
     if (seg.size() == 3 && seg[2] == "health") return get ? Health() : not_allowed("GET");
     if (seg.size() == 3 && seg[2] == "openapi.json") return get ? OpenApi() : not_allowed("GET");
     // Everything else needs the token to change state, and to read when so configured.
-    const bool open_read = get && !(context_.config && context_.config->read_requires_token);
+    const bool open_read = get && !(v.config && v.config->read_requires_token);
     if (!open_read && !Authorized(request)) {
       return JsonError(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
     }
-    if (seg.size() == 3 && seg[2] == "dags") return get ? ListDags(request) : not_allowed("GET");
-    if (seg.size() == 3 && seg[2] == "importErrors") return get ? ListImportErrors() : not_allowed("GET");
-    if (seg.size() == 3 && seg[2] == "windows") return get ? ListWindows() : not_allowed("GET");
+    if (!get) {
+      if (std::optional<HttpResponse> refusal = RefuseNonJsonBody(request)) return *refusal;
+    }
+    if (seg.size() == 3 && seg[2] == "dags") return get ? ListDags(v, request) : not_allowed("GET");
+    if (seg.size() == 3 && seg[2] == "importErrors") return get ? ListImportErrors(v) : not_allowed("GET");
+    if (seg.size() == 3 && seg[2] == "windows") return get ? ListWindows(v) : not_allowed("GET");
     if (seg.size() >= 4 && seg[2] == "dags") {
       const std::string& dag_id = seg[3];
       if (dag_id != "~" && !ValidId(dag_id)) return JsonError(400, "invalid dag_id \"" + dag_id + "\"");
       if (seg.size() == 4) {
-        if (get) return GetDag(dag_id);
-        return method == "PATCH" ? PatchDag(dag_id, request) : not_allowed("GET, PATCH");
+        if (get) return GetDag(v, dag_id);
+        return method == "PATCH" ? PatchDag(v, dag_id, request) : not_allowed("GET, PATCH");
       }
-      if (seg.size() == 5 && seg[4] == "grid") return get ? Grid(dag_id, request) : not_allowed("GET");
+      if (seg.size() == 5 && seg[4] == "grid") return get ? Grid(v, dag_id, request) : not_allowed("GET");
       if (seg[4] == "dagRuns") {
         if (seg.size() == 5) {
-          if (get) return ListRuns(dag_id, request);
-          return method == "POST" ? TriggerRun(dag_id, request) : not_allowed("GET, POST");
+          if (get) return ListRuns(v, dag_id, request);
+          return method == "POST" ? TriggerRun(v, dag_id, request) : not_allowed("GET, POST");
         }
         const std::string& run_id = seg[5];
         if (!ValidRunId(run_id)) return JsonError(400, "invalid dag_run_id \"" + run_id + "\"");
@@ -341,8 +371,8 @@ bool ApiRouter::Authorized(const HttpRequest& request) const {
   return ConstantTimeEquals(header.substr(prefix.size()), context_.api_token);
 }
 
-HttpResponse ApiRouter::PatchDag(const std::string& dag_id, const HttpRequest& request) const {
-  if (!context_.dags->FindDag(dag_id)) return JsonError(404, "DAG \"" + dag_id + "\" not found");
+HttpResponse ApiRouter::PatchDag(const View& v, const std::string& dag_id, const HttpRequest& request) const {
+  if (!v.dags->FindDag(dag_id)) return JsonError(404, "DAG \"" + dag_id + "\" not found");
   auto body = ParseJsonBody(request);
   if (!body.ok()) return JsonError(400, body.status().message());
   if (!body->is_object()) return JsonError(400, "request body must be a JSON object");
@@ -355,11 +385,11 @@ HttpResponse ApiRouter::PatchDag(const std::string& dag_id, const HttpRequest& r
   Status s = context_.store->SetPaused(dag_id, (*body)["is_paused"].get<bool>());
   if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : 500, s.message());
   if (context_.wake_scheduler) context_.wake_scheduler();
-  return GetDag(dag_id);
+  return GetDag(v, dag_id);
 }
 
-HttpResponse ApiRouter::TriggerRun(const std::string& dag_id, const HttpRequest& request) const {
-  if (!context_.dags->FindDag(dag_id)) return JsonError(404, "DAG \"" + dag_id + "\" not found");
+HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, const HttpRequest& request) const {
+  if (!v.dags->FindDag(dag_id)) return JsonError(404, "DAG \"" + dag_id + "\" not found");
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
   auto body = ParseJsonBody(request);
   if (!body.ok()) return JsonError(400, body.status().message());
@@ -400,7 +430,7 @@ HttpResponse ApiRouter::TriggerRun(const std::string& dag_id, const HttpRequest&
   return JsonResponse(RunJson(*run));
 }
 
-HttpResponse ApiRouter::ListRuns(const std::string& dag_id, const HttpRequest& request) const {
+HttpResponse ApiRouter::ListRuns(const View& v, const std::string& dag_id, const HttpRequest& request) const {
   const ParsedTarget target = ParseTarget(request.target);
   std::string error;
   std::optional<int> limit = QueryInt(target, "limit", 100, &error);
@@ -408,7 +438,7 @@ HttpResponse ApiRouter::ListRuns(const std::string& dag_id, const HttpRequest& r
   if (!limit || !offset) return JsonError(400, error);
   RunQuery query;
   if (dag_id != "~") {
-    if (!context_.dags->FindDag(dag_id)) {
+    if (!v.dags->FindDag(dag_id)) {
       auto record = context_.store->GetDag(dag_id);
       if (!record.ok() || !record->has_value()) return JsonError(404, "DAG \"" + dag_id + "\" not found");
     }
@@ -429,14 +459,14 @@ HttpResponse ApiRouter::ListRuns(const std::string& dag_id, const HttpRequest& r
 }
 
 HttpResponse ApiRouter::GetRun(const std::string& dag_id, const std::string& run_id) const {
-  auto run = context_.store->GetRun(dag_id, run_id);
+  auto run = context_.store->GetRunSummary(dag_id, run_id);
   if (!run.ok()) return JsonError(500, run.status().ToString());
   if (!run->has_value()) return JsonError(404, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
   return JsonResponse(RunJson(**run));
 }
 
 HttpResponse ApiRouter::ListTaskInstances(const std::string& dag_id, const std::string& run_id) const {
-  auto run = context_.store->GetRun(dag_id, run_id);
+  auto run = context_.store->GetRunSummary(dag_id, run_id);
   if (!run.ok()) return JsonError(500, run.status().ToString());
   if (!run->has_value()) return JsonError(404, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
   auto tis = context_.store->ListTaskInstances((*run)->id);
@@ -507,7 +537,7 @@ Result<TaskInstance> ApiRouter::FindTaskInstance(const std::string& dag_id, cons
     }
     map_index = *parsed;
   }
-  auto run = context_.store->GetRun(dag_id, run_id);
+  auto run = context_.store->GetRunSummary(dag_id, run_id);
   if (!run.ok() || !run->has_value()) {
     *error = JsonError(run.ok() ? 404 : 500, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
     return Status::NotFound("run");
@@ -592,11 +622,11 @@ HttpResponse ApiRouter::GetLog(const std::string& dag_id, const std::string& run
   return response;
 }
 
-HttpResponse ApiRouter::ListWindows() const {
+HttpResponse ApiRouter::ListWindows(const View& v) const {
   json list = json::array();
   const TimePoint now = context_.clock->Now();
-  if (context_.config) {
-    for (const auto& [name, window] : context_.config->windows) {
+  if (v.config) {
+    for (const auto& [name, window] : v.config->windows) {
       std::optional<TimePoint> change = window.NextChange(now);
       list.push_back({{"name", name},
                       {"is_open", window.IsOpen(now)},
@@ -623,8 +653,8 @@ std::optional<TaskState> Summarize(const std::vector<TaskState>& states) {
 
 }  // namespace
 
-HttpResponse ApiRouter::Grid(const std::string& dag_id, const HttpRequest& request) const {
-  const Dag* dag = context_.dags->FindDag(dag_id);
+HttpResponse ApiRouter::Grid(const View& v, const std::string& dag_id, const HttpRequest& request) const {
+  const Dag* dag = v.dags->FindDag(dag_id);
   if (!dag) return JsonError(404, "DAG \"" + dag_id + "\" not found");
   const ParsedTarget target = ParseTarget(request.target);
   std::string error;
@@ -663,7 +693,7 @@ HttpResponse ApiRouter::Grid(const std::string& dag_id, const HttpRequest& reque
   return JsonResponse({{"tasks", tasks}, {"runs", runs}, {"total_entries", page->total_entries}});
 }
 
-HttpResponse ApiRouter::Metrics() const {
+HttpResponse ApiRouter::Metrics(const View& v) const {
   PrometheusText out;
   if (auto runs = context_.store->CountRunsByState(); runs.ok()) {
     for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kSuccess, RunState::kFailed}) {
@@ -679,8 +709,10 @@ HttpResponse ApiRouter::Metrics() const {
                 static_cast<double>((*tis)[name]), {{"state", name}});
     }
   }
-  if (context_.scheduler) {
-    const SchedulerMetrics& m = context_.scheduler->metrics();
+  std::optional<SchedulerMetrics> metrics =
+      context_.scheduler_metrics ? context_.scheduler_metrics() : std::nullopt;
+  if (metrics) {
+    const SchedulerMetrics& m = *metrics;
     out.Counter("nightshift_tries_started_total", "Task tries whose process started.", static_cast<double>(m.tries_started));
     out.Counter("nightshift_tries_finished_total", "Task tries that ended, in any way.", static_cast<double>(m.tries_finished));
     out.Counter("nightshift_tries_failed_total", "Task tries that failed, were lost or were stopped.",
@@ -689,20 +721,26 @@ HttpResponse ApiRouter::Metrics() const {
     out.HistogramOf("nightshift_scheduler_pass_duration_seconds", "Time one scheduler pass takes.", m.pass_duration);
     out.HistogramOf("nightshift_dispatch_latency_seconds",
                     "Time from a task instance becoming ready to its process starting.", m.dispatch_latency);
-    if (context_.config) {
-      for (const auto& [pool, size] : context_.config->pools) {
+    for (const auto& [command, count] : m.slurm_commands) {
+      out.Counter("nightshift_slurm_commands_total", "Slurm commands run by the daemon.",
+                  static_cast<double>(count), {{"command", command}});
+    }
+    out.Counter("nightshift_slurm_unreachable_total", "Slurm calls that found no controller.",
+                static_cast<double>(m.slurm_unreachable));
+    if (v.config) {
+      for (const auto& [pool, size] : v.config->pools) {
         out.Gauge("nightshift_pool_slots", "Slots of each pool.", size, {{"pool", pool}});
       }
-      for (const auto& [pool, size] : context_.config->pools) {
+      for (const auto& [pool, size] : v.config->pools) {
         auto used = m.pool_used.find(pool);
         out.Gauge("nightshift_pool_used", "Queued and running tries in each pool.",
                   used == m.pool_used.end() ? 0 : used->second, {{"pool", pool}});
       }
     }
   }
-  if (context_.config) {
+  if (v.config) {
     const TimePoint now = context_.clock->Now();
-    for (const auto& [name, window] : context_.config->windows) {
+    for (const auto& [name, window] : v.config->windows) {
       out.Gauge("nightshift_window_open", "1 while the batch window is open.", window.IsOpen(now) ? 1 : 0,
                 {{"window", name}});
     }
@@ -726,7 +764,7 @@ HttpResponse ApiRouter::Health() const {
   return JsonResponse(body);
 }
 
-HttpResponse ApiRouter::ListDags(const HttpRequest& request) const {
+HttpResponse ApiRouter::ListDags(const View& v, const HttpRequest& request) const {
   const ParsedTarget target = ParseTarget(request.target);
   std::string error;
   std::optional<int> limit = QueryInt(target, "limit", 100, &error);
@@ -741,11 +779,11 @@ HttpResponse ApiRouter::ListDags(const HttpRequest& request) const {
   const TimePoint now = context_.clock->Now();
   json dags = json::array();
   int index = 0;
-  for (const auto& [dag_id, dag] : context_.dags->dags()) {  // sorted by dag_id
+  for (const auto& [dag_id, dag] : v.dags->dags) {  // sorted by dag_id
     if (index++ < *offset) continue;
     if (static_cast<int>(dags.size()) >= *limit) continue;
     auto p = paused.find(dag_id);
-    json summary = DagSummary(dag, p != paused.end() && p->second, context_.dags->HasImportErrors(dag.file_path), now);
+    json summary = DagSummary(dag, p != paused.end() && p->second, v.dags->HasImportErrors(dag.file_path), now);
     RunQuery recent;
     recent.dag_id = dag_id;
     recent.limit = 10;
@@ -758,17 +796,17 @@ HttpResponse ApiRouter::ListDags(const HttpRequest& request) const {
     summary["recent_runs"] = recent_runs;
     dags.push_back(summary);
   }
-  json body = {{"dags", dags}, {"total_entries", context_.dags->dags().size()}};
+  json body = {{"dags", dags}, {"total_entries", v.dags->dags.size()}};
   return JsonResponse(body);
 }
 
-HttpResponse ApiRouter::GetDag(const std::string& dag_id) const {
-  const Dag* dag = context_.dags->FindDag(dag_id);
+HttpResponse ApiRouter::GetDag(const View& v, const std::string& dag_id) const {
+  const Dag* dag = v.dags->FindDag(dag_id);
   if (!dag) return JsonError(404, "DAG \"" + dag_id + "\" not found");
   auto record = context_.store->GetDag(dag_id);
   if (!record.ok()) return JsonError(500, record.status().ToString());
   bool is_paused = record->has_value() && (*record)->is_paused;
-  json body = DagSummary(*dag, is_paused, context_.dags->HasImportErrors(dag->file_path),
+  json body = DagSummary(*dag, is_paused, v.dags->HasImportErrors(dag->file_path),
                          context_.clock->Now());
   json tasks = json::array();
   for (const Task& task : dag->tasks) {
@@ -786,9 +824,9 @@ HttpResponse ApiRouter::GetDag(const std::string& dag_id) const {
   return JsonResponse(body);
 }
 
-HttpResponse ApiRouter::ListImportErrors() const {
+HttpResponse ApiRouter::ListImportErrors(const View& v) const {
   json errors = json::array();
-  for (const ImportError& e : context_.dags->import_errors()) {
+  for (const ImportError& e : v.dags->import_errors) {
     errors.push_back(
         {{"filename", e.filename}, {"line", e.line}, {"column", e.column}, {"message", e.message}});
   }

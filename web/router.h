@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 
 #include "core/config.h"
@@ -14,18 +15,26 @@
 
 namespace nightshift {
 
-// What the API reads. All pointers outlive the router; the router runs on the daemon's one
-// event-loop thread, so none of this needs locking.
+// What the API reads. A router is used by one thread at a time (its store connection is its
+// own); what other threads change (the config on SIGHUP, the DAGs on a rescan, the scheduler's
+// counters) is read through snapshots taken once per request, so no lock is held while a
+// request is answered.
 struct ApiContext {
-  const Config* config = nullptr;
-  DagRegistry* dags = nullptr;
+  // The current config; it is replaced as a whole on SIGHUP. May return nullptr.
+  std::function<std::shared_ptr<const Config>()> config;
+  // The DAGs as last loaded from the DAGs folder.
+  std::function<std::shared_ptr<const DagsSnapshot>()> dags;
   Store* store = nullptr;
   const Clock* clock = nullptr;
+  // Only for the router on the scheduler's thread: the requests that change state need it
+  // (NeedsScheduler says which). Without it those requests get 503.
   Scheduler* scheduler = nullptr;
   // Asks the scheduler loop for a pass (after a trigger or a pause changed what is due).
   std::function<void()> wake_scheduler;
   // The last time the scheduler loop completed a pass; nullopt before the first one.
   std::function<std::optional<TimePoint>()> latest_heartbeat;
+  // The scheduler's counters as of its last pass; nullopt (or unset) when there is no scheduler.
+  std::function<std::optional<SchedulerMetrics>()> scheduler_metrics;
   // The bearer token every POST, PATCH and DELETE needs (and GETs when read_requires_token).
   std::string api_token;
 };
@@ -34,15 +43,25 @@ class ApiRouter {
  public:
   explicit ApiRouter(ApiContext context) : context_(std::move(context)) {}
   HttpResponse Handle(const HttpRequest& request) const;
+  // True for a request that changes state and carries the right token: it must be handled by
+  // the router whose context has the scheduler, on the scheduler's thread. Everything else
+  // (reads, and refusals such as 401) can be answered by any router.
+  bool NeedsScheduler(const HttpRequest& request) const;
 
  private:
+  // The snapshots one request reads.
+  struct View {
+    std::shared_ptr<const Config> config;
+    std::shared_ptr<const DagsSnapshot> dags;
+  };
+
   HttpResponse Health() const;
-  HttpResponse ListDags(const HttpRequest& request) const;
-  HttpResponse GetDag(const std::string& dag_id) const;
-  HttpResponse ListImportErrors() const;
-  HttpResponse PatchDag(const std::string& dag_id, const HttpRequest& request) const;
-  HttpResponse TriggerRun(const std::string& dag_id, const HttpRequest& request) const;
-  HttpResponse ListRuns(const std::string& dag_id, const HttpRequest& request) const;
+  HttpResponse ListDags(const View& v, const HttpRequest& request) const;
+  HttpResponse GetDag(const View& v, const std::string& dag_id) const;
+  HttpResponse ListImportErrors(const View& v) const;
+  HttpResponse PatchDag(const View& v, const std::string& dag_id, const HttpRequest& request) const;
+  HttpResponse TriggerRun(const View& v, const std::string& dag_id, const HttpRequest& request) const;
+  HttpResponse ListRuns(const View& v, const std::string& dag_id, const HttpRequest& request) const;
   HttpResponse GetRun(const std::string& dag_id, const std::string& run_id) const;
   HttpResponse ListTaskInstances(const std::string& dag_id, const std::string& run_id) const;
   HttpResponse PatchRun(const std::string& dag_id, const std::string& run_id, const HttpRequest& request) const;
@@ -54,9 +73,9 @@ class ApiRouter {
                          const HttpRequest& request) const;
   HttpResponse GetLog(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
                       const std::string& try_number, const HttpRequest& request) const;
-  HttpResponse ListWindows() const;
-  HttpResponse Grid(const std::string& dag_id, const HttpRequest& request) const;
-  HttpResponse Metrics() const;
+  HttpResponse ListWindows(const View& v) const;
+  HttpResponse Grid(const View& v, const std::string& dag_id, const HttpRequest& request) const;
+  HttpResponse Metrics(const View& v) const;
   HttpResponse OpenApi() const;
   // The task instance (by task_id and ?map_index=, default -1) of a run, or an error response.
   Result<TaskInstance> FindTaskInstance(const std::string& dag_id, const std::string& run_id,

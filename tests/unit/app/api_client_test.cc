@@ -80,7 +80,7 @@ TEST(BuildTriggerConfTest, ParamsOverrideConfAsStrings) {
 class ApiClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_.emplace(io_, [this](const HttpRequest& request) {
+    server_.emplace(io_, HttpServer::Immediate([this](const HttpRequest& request) {
       last_ = request;
       HttpResponse response;
       response.status = request.target.starts_with("/missing") ? 404 : 200;
@@ -88,7 +88,7 @@ class ApiClientTest : public ::testing::Test {
       response.body = "echo:" + request.body;
       response.headers.emplace_back("X-Next-Offset", "42");
       return response;
-    });
+    }));
     ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
     thread_ = std::thread([this] { io_.run(); });
   }

@@ -49,13 +49,14 @@ class RouterTest : public ::testing::Test {
     options.create_scheduled_runs = false;  // runs come from the tests' triggers only
     scheduler_ = std::make_unique<Scheduler>(options, *store_, executor_, clock_, registry_->dags());
     ApiContext context;
-    context.config = &config_;
-    context.dags = registry_.get();
+    context.config = [this] { return std::make_shared<const Config>(config_); };
+    context.dags = [this] { return registry_->Snapshot(); };
     context.store = store_.get();
     context.clock = &clock_;
     context.scheduler = scheduler_.get();
     context.api_token = "s3cret";
     context.latest_heartbeat = [] { return std::optional<TimePoint>(); };
+    context.scheduler_metrics = [this] { return std::optional<SchedulerMetrics>(scheduler_->metrics()); };
     router_ = std::make_unique<ApiRouter>(context);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -281,6 +282,49 @@ TEST_F(RouterTest, GridWindowsAndMetrics) {
   EXPECT_NE(m.body.find("nightshift_pool_used{pool=\"default\"} 1\n"), std::string::npos);
   EXPECT_NE(m.body.find("# TYPE nightshift_scheduler_pass_duration_seconds histogram"), std::string::npos);
   EXPECT_NE(m.body.find("nightshift_scheduler_passes_total 1\n"), std::string::npos);
+}
+
+TEST_F(RouterTest, OnlyAuthorizedChangesNeedTheScheduler) {
+  auto request = [](const std::string& method, const std::string& target, bool auth) {
+    HttpRequest r;
+    r.method = method;
+    r.target = target;
+    if (auth) r.headers["authorization"] = "Bearer s3cret";
+    return r;
+  };
+  EXPECT_FALSE(router_->NeedsScheduler(request("GET", "/api/v1/dags", true)));
+  EXPECT_FALSE(router_->NeedsScheduler(request("HEAD", "/api/v1/dags/etl", true)));
+  EXPECT_FALSE(router_->NeedsScheduler(request("POST", "/api/v1/dags/etl/dagRuns", false)));
+  EXPECT_FALSE(router_->NeedsScheduler(request("POST", "/static/app.js", true)));
+  EXPECT_TRUE(router_->NeedsScheduler(request("POST", "/api/v1/dags/etl/dagRuns", true)));
+  EXPECT_TRUE(router_->NeedsScheduler(request("PATCH", "/api/v1/dags/etl", true)));
+
+  // The API thread's router has no scheduler: it answers reads and refusals itself, and a
+  // change that reached it by mistake is refused rather than half done.
+  ApiContext reader;
+  reader.config = [this] { return std::make_shared<const Config>(config_); };
+  reader.dags = [this] { return registry_->Snapshot(); };
+  reader.store = store_.get();
+  reader.clock = &clock_;
+  reader.api_token = "s3cret";
+  ApiRouter read_router(reader);
+  EXPECT_EQ(read_router.Handle(request("GET", "/api/v1/dags/etl", false)).status, 200);
+  EXPECT_EQ(read_router.Handle(request("POST", "/api/v1/dags/etl/dagRuns", false)).status, 401);
+  EXPECT_EQ(read_router.Handle(request("POST", "/api/v1/dags/etl/dagRuns", true)).status, 503);
+  HttpResponse m = read_router.Handle(request("GET", "/metrics", false));
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(m.body.find("nightshift_scheduler_passes_total"), std::string::npos) << m.body;
+}
+
+TEST_F(RouterTest, ReadsTheDagsOfTheLatestSnapshot) {
+  std::shared_ptr<const DagsSnapshot> before = registry_->Snapshot();
+  Write("dags/late.yaml", "tasks:\n  - {task_id: a, command: 'true'}\n");
+  EXPECT_EQ(Call("GET", "/api/v1/dags/late").status, 404);  // not rescanned yet
+  ASSERT_TRUE(registry_->Refresh().value());
+  EXPECT_EQ(Call("GET", "/api/v1/dags/late").status, 200);
+  // A reader still holding the earlier snapshot keeps seeing what it saw.
+  EXPECT_EQ(before->FindDag("late"), nullptr);
+  EXPECT_NE(before->FindDag("etl"), nullptr);
 }
 
 TEST_F(RouterTest, ServesTheDashboardFromTheBinary) {
