@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -25,6 +26,9 @@ namespace nightshift {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Why a try cancelled while it waited for sbatch is lost: it never reached Slurm.
+constexpr const char* kCancelledBeforeSlurm = "cancelled before Slurm accepted it";
 
 // Polls a final job may take before its status file must be there. The wrapper writes it
 // before it exits, but a shared file system may show it to this machine a little later.
@@ -73,6 +77,17 @@ int DefaultExitCodeFor(std::string_view state) {
   return 1;
 }
 
+// "ns:DAG:RUN:TASK:ELEMENT:TRY"
+std::string JobNameFor(const TaskInstanceKey& key, const std::string& element) {
+  std::string name = "ns:" + key.dag_id + ":" + key.run_id + ":" + key.task_id + ":" + element + ":" +
+                     std::to_string(key.try_number);
+  // A newline would end the option early in every Slurm listing.
+  for (char& c : name) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return name;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -92,14 +107,10 @@ std::string ShellQuote(std::string_view text) {
 }
 
 std::string SlurmJobName(const TaskInstanceKey& key) {
-  std::string name = "ns:" + key.dag_id + ":" + key.run_id + ":" + key.task_id + ":" +
-                     std::to_string(key.map_index) + ":" + std::to_string(key.try_number);
-  // A newline would end the option early in every Slurm listing.
-  for (char& c : name) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return name;
+  return JobNameFor(key, std::to_string(key.map_index));
 }
+
+std::string SlurmArrayJobName(const TaskInstanceKey& key) { return JobNameFor(key, "array"); }
 
 std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_argv0, int64_t kill_grace_ms) {
   const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
@@ -111,6 +122,7 @@ std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_ar
   args.cwd = spec.cwd;
   args.kill_grace_ms = kill_grace_ms;
   args.command = spec.command;
+  args.limits = spec.limits;
 
   std::map<std::string, std::string> env = spec.env;
   if (!spec.output_path.empty()) env["NIGHTSHIFT_OUTPUT"] = spec.output_path;
@@ -138,13 +150,50 @@ std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_ar
   return script;
 }
 
+std::string BuildArrayScript(const TaskInstanceKey& key,
+                             const std::vector<std::pair<int, std::string>>& elements) {
+  std::string script = "#!/bin/sh\n";
+  script += "# Nightshift job array of " + key.dag_id + "/" + key.run_id + "/" + key.task_id + " try " +
+            std::to_string(key.try_number) + ": element N runs the try of map index N.\n";
+  script += "case \"$SLURM_ARRAY_TASK_ID\" in\n";
+  for (const auto& [index, path] : elements) {
+    script += "  " + std::to_string(index) + ") exec /bin/sh " + ShellQuote(path) + " ;;\n";
+  }
+  script += "esac\n";
+  script += "echo \"nightshift: no try for array index $SLURM_ARRAY_TASK_ID\" >&2\n";
+  script += "exit 1\n";
+  return script;
+}
+
+std::string FormatArrayIndexes(std::vector<int> indexes) {
+  std::sort(indexes.begin(), indexes.end());
+  indexes.erase(std::unique(indexes.begin(), indexes.end()), indexes.end());
+  std::string out;
+  for (size_t i = 0; i < indexes.size();) {
+    size_t j = i;
+    while (j + 1 < indexes.size() && indexes[j + 1] == indexes[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    out += std::to_string(indexes[i]);
+    if (j > i) out += "-" + std::to_string(indexes[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 std::vector<std::string> BuildSbatchArgv(const std::string& sbatch, const TaskSpec& spec,
                                          const SlurmConfig& config, const std::string& script_path,
-                                         const std::string& chdir) {
-  std::vector<std::string> argv = {sbatch, "--parsable", "--job-name=" + SlurmJobName(spec.key),
-                                   // The wrapper writes the log; Slurm's own output would only
-                                   // duplicate it or hide it somewhere else.
-                                   "--output=/dev/null", "--export=ALL", "--chdir=" + chdir};
+                                         const std::string& chdir, const std::string& array_indexes) {
+  std::vector<std::string> argv = {sbatch, "--parsable"};
+  if (array_indexes.empty()) {
+    argv.push_back("--job-name=" + SlurmJobName(spec.key));
+  } else {
+    argv.push_back("--job-name=" + SlurmArrayJobName(spec.key));
+    argv.push_back("--array=" + array_indexes);
+  }
+  // The wrapper writes the log; Slurm's own output would only duplicate it or hide it
+  // somewhere else.
+  for (std::string arg : {"--output=/dev/null", "--export=ALL"}) argv.push_back(arg);
+  argv.push_back("--chdir=" + chdir);
   std::optional<std::string> partition = spec.slurm.partition ? spec.slurm.partition : config.partition;
   if (partition) argv.push_back("--partition=" + *partition);
   if (config.account) argv.push_back("--account=" + *config.account);
@@ -182,7 +231,18 @@ std::vector<SlurmJobInfo> ParseSqueueOutput(std::string_view out) {
     SlurmJobInfo info;
     info.job_id = line.substr(0, a);
     info.state = b == std::string::npos ? line.substr(a + 1) : line.substr(a + 1, b - a - 1);
-    if (b != std::string::npos) info.reason = line.substr(b + 1);
+    if (b != std::string::npos) {
+      // The name comes last: it is the field most likely to hold a '|'.
+      const size_t c = line.find('|', b + 1);
+      info.reason = c == std::string::npos ? line.substr(b + 1) : line.substr(b + 1, c - b - 1);
+      const size_t d = c == std::string::npos ? c : line.find('|', c + 1);
+      if (d != std::string::npos) {
+        info.work_dir = line.substr(c + 1, d - c - 1);
+        info.name = line.substr(d + 1);
+      } else if (c != std::string::npos) {
+        info.name = line.substr(c + 1);
+      }
+    }
     // "CANCELLED by 0" appears in some listings: the state is the first word.
     info.state = info.state.substr(0, info.state.find(' '));
     if (info.job_id.empty() || info.state.empty()) continue;
@@ -252,13 +312,15 @@ struct SlurmExecutor::Job {
   TaskSpec spec;  // kept for retried submissions
   TaskSidecarPaths paths;
   std::string job_id_path;
-  std::string job_id;       // empty until sbatch returned it
-  bool submitting = false;  // sbatch in flight or waiting for the controller
+  std::string job_id;        // empty until sbatch returned it
+  bool in_array = false;     // may go in a job array with its siblings
+  bool submitting = false;   // sbatch in flight
+  bool searching = false;    // adopted without a job id: being looked up by name
   bool started_sent = false;
   bool cancel_requested = false;
   bool done = false;
   std::optional<double> last_progress;
-  std::string last_waiting;  // the pending reason last reported, so each change is sent once
+  std::string last_waiting;  // the waiting reason last reported, so each change is sent once
   int status_wait_polls = 0;  // polls spent waiting for the status file of a finished job
 };
 
@@ -268,13 +330,17 @@ SlurmExecutor::SlurmExecutor(boost::asio::io_context& io, SlurmExecutorOptions o
       options_(std::move(options)),
       on_event_(std::move(on_event)),
       pool_(std::max<size_t>(1, options_.command_threads)),
-      poll_timer_(io) {
+      poll_timer_(io),
+      retry_timer_(io),
+      search_timer_(io) {
   if (options_.wrapper_argv0.empty()) options_.wrapper_argv0 = ResolveSelfExe();
 }
 
 SlurmExecutor::~SlurmExecutor() {
   alive_.reset();
   poll_timer_.cancel();
+  retry_timer_.cancel();
+  search_timer_.cancel();
   pool_.join();
 }
 
@@ -290,6 +356,16 @@ std::string SlurmExecutor::ScriptPathFor(const TaskSpec& spec) const {
   if (spec.key.map_index >= 0) task_dir += "." + std::to_string(spec.key.map_index);
   return *options_.slurm.shared_dir + "/" + spec.key.dag_id + "/" + spec.key.run_id + "/" + task_dir + "/" +
          std::to_string(spec.key.try_number) + ".sbatch";
+}
+
+std::string SlurmExecutor::ArrayScriptPathFor(const Batch& batch) const {
+  // Next to the elements' folders (TASK.N): TASK.array/TRY.from-FIRST.sbatch. A try goes in one
+  // array only, so its first element names the array.
+  const TaskSpec& first = batch.jobs.front()->spec;
+  const fs::path run_dir = fs::path(ScriptPathFor(first)).parent_path().parent_path();
+  return (run_dir / (first.key.task_id + ".array") /
+          (std::to_string(first.key.try_number) + ".from-" + std::to_string(first.key.map_index) + ".sbatch"))
+      .string();
 }
 
 Status SlurmExecutor::Submit(const TaskSpec& spec) {
@@ -317,75 +393,251 @@ Status SlurmExecutor::Submit(const TaskSpec& spec) {
   if (ec) return Status::IOError("cannot create the folder of " + script_path + ": " + ec.message());
   const std::string script = BuildBatchScript(spec, options_.wrapper_argv0, options_.kill_grace.count());
   if (Status s = WriteFileAtomically(script_path, script, /*durable=*/false); !s.ok()) return s;
+  // Empty until sbatch returns the id: if the daemon dies in between, the restart finds the job
+  // by name instead of submitting it again. (It survives the daemon's death, which is the case
+  // that matters, without waiting for the disk.)
+  if (Status s = WriteFileAtomically(job_id_path, "", /*durable=*/false); !s.ok()) return s;
 
   auto job = std::make_shared<Job>();
   job->key = spec.key;
   job->spec = spec;
   job->paths = paths;
   job->job_id_path = job_id_path;
+  // Retries go alone: by then the siblings are long gone.
+  job->in_array = spec.slurm.array && spec.key.map_index >= 0 && spec.key.try_number == 1;
   jobs_[spec.key] = job;
-  StartSbatch(job);
+  unsent_.push_back(job);
+  PostFlush();
   return Status::OK();
 }
 
-void SlurmExecutor::StartSbatch(const std::shared_ptr<Job>& job) {
-  job->submitting = true;
-  const std::string script_path = ScriptPathFor(job->spec);
-  std::vector<std::string> argv = BuildSbatchArgv(options_.sbatch, job->spec, options_.slurm, script_path,
-                                                  fs::path(script_path).parent_path().string());
-  ++counters_.sbatch;
-  RunAsync(std::move(argv), [this, job](CommandResult result) { OnSbatchDone(job, result); });
+void SlurmExecutor::PostFlush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  // Posted, so the flush runs after the scheduler's pass and sees every try it submitted.
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::post(io_, [this, alive] {
+    if (alive.expired()) return;
+    Flush();
+  });
 }
 
-void SlurmExecutor::OnSbatchDone(const std::shared_ptr<Job>& job, const CommandResult& result) {
-  if (job->done) return;
+void SlurmExecutor::Flush() {
+  flush_posted_ = false;
+  std::map<TaskInstanceKey, Batch> arrays;  // by the key with map_index -1
+  std::vector<Batch> singles;
+  for (std::shared_ptr<Job>& job : std::exchange(unsent_, {})) {
+    if (job->done) continue;
+    if (job->in_array) {
+      TaskInstanceKey task = job->key;
+      task.map_index = -1;
+      Batch& batch = arrays[task];
+      batch.array = true;
+      batch.jobs.push_back(std::move(job));
+    } else {
+      singles.push_back(Batch{{std::move(job)}, false});
+    }
+  }
+  for (auto& [task, batch] : arrays) {
+    if (batch.jobs.size() == 1) batch.array = false;
+    std::sort(batch.jobs.begin(), batch.jobs.end(),
+              [](const auto& a, const auto& b) { return a->key.map_index < b->key.map_index; });
+    Send(std::move(batch));
+  }
+  for (Batch& batch : singles) Send(std::move(batch));
+}
+
+void SlurmExecutor::Send(Batch batch) {
+  to_send_.push_back(std::move(batch));
+  PumpSends();
+}
+
+void SlurmExecutor::PumpSends() {
+  // A few at a time: sbatch calls queued on the pool could not be taken back if slurmctld went
+  // away (each would wait for its timeout), and polls need a free thread too.
+  const size_t limit = std::max<size_t>(1, options_.command_threads - 1);
+  while (!to_send_.empty() && sbatch_in_flight_ < limit) {
+    Batch batch = std::move(to_send_.front());
+    to_send_.pop_front();
+    if (unreachable_streak_ > 0) {
+      Hold(std::move(batch));  // the next retry finds out whether the controller is back
+    } else {
+      StartSbatch(std::move(batch));
+    }
+  }
+}
+
+void SlurmExecutor::StartSbatch(Batch batch) {
+  // Tries cancelled while waiting never reach Slurm.
+  std::erase_if(batch.jobs, [&](const std::shared_ptr<Job>& job) {
+    if (job->done) return true;
+    if (!job->cancel_requested) return false;
+    FinishLost(job, kCancelledBeforeSlurm);
+    return true;
+  });
+  if (batch.jobs.empty()) return;
+  if (batch.jobs.size() == 1) batch.array = false;
+  const TaskSpec& first = batch.jobs.front()->spec;
+  std::string script_path = ScriptPathFor(first);
+  std::string indexes;
+  if (batch.array) {
+    std::vector<std::pair<int, std::string>> elements;
+    std::vector<int> numbers;
+    for (const auto& job : batch.jobs) {
+      elements.emplace_back(job->key.map_index, ScriptPathFor(job->spec));
+      numbers.push_back(job->key.map_index);
+    }
+    script_path = ArrayScriptPathFor(batch);
+    std::error_code ec;
+    fs::create_directories(fs::path(script_path).parent_path(), ec);
+    Status s = ec ? Status::IOError("cannot create the folder of " + script_path + ": " + ec.message())
+                  : WriteFileAtomically(script_path, BuildArrayScript(first.key, elements), /*durable=*/false);
+    if (!s.ok()) {
+      Warn(first.key.ToString() + ": cannot write the job array's script, submitting its tries one by one: " +
+           s.ToString());
+      for (const auto& job : batch.jobs) Send(Batch{{job}, false});
+      return;
+    }
+    indexes = FormatArrayIndexes(std::move(numbers));
+  }
+  for (const auto& job : batch.jobs) job->submitting = true;
+  ++sbatch_in_flight_;
+  std::vector<std::string> argv = BuildSbatchArgv(options_.sbatch, first, options_.slurm, script_path,
+                                                  fs::path(script_path).parent_path().string(), indexes);
+  ++counters_.sbatch;
+  RunAsync(std::move(argv), [this, batch = std::move(batch)](CommandResult result) { OnSbatchDone(batch, result); });
+}
+
+void SlurmExecutor::OnSbatchDone(const Batch& batch, const CommandResult& result) {
+  --sbatch_in_flight_;
+  for (const auto& job : batch.jobs) job->submitting = false;
+  // Whatever happened to this batch, the next ones may go (or be held).
+  struct Pump {
+    SlurmExecutor* self;
+    ~Pump() { self->PumpSends(); }
+  } pump{this};
   std::optional<std::string> id = result.exit_code == 0 ? ParseSbatchJobId(result.out) : std::nullopt;
   if (!id) {
     const std::string err = Trim(result.err.empty() ? result.out : result.err);
-    if (result.exit_code != 0 && IsTransientSlurmError(err) && !job->cancel_requested) {
-      // The controller is away: the try stays queued and sbatch is tried again later.
-      Warn(job->key.ToString() + ": Slurm unreachable, sbatch retried in " +
-           FormatDuration(options_.slurm.poll_interval) + ": " + err);
-      auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.slurm.poll_interval);
-      std::weak_ptr<int> alive = alive_;
-      timer->async_wait([this, alive, job, timer](const boost::system::error_code& ec) {
-        if (ec || alive.expired() || job->done) return;
-        if (job->cancel_requested) {
-          ExecutorEvent lost;
-          lost.kind = ExecutorEvent::Kind::kLost;
-          lost.key = job->key;
-          lost.reason = "cancelled before Slurm accepted it";
-          Finish(job, std::move(lost));
-          return;
-        }
-        StartSbatch(job);
-      });
+    if (result.exit_code != 0 && IsTransientSlurmError(err)) {
+      NoteUnreachable("sbatch", err);
+      Hold(batch);  // the tries stay queued; cancelled ones are dropped when it is retried
       return;
     }
-    ExecutorEvent lost;
-    lost.kind = ExecutorEvent::Kind::kLost;
-    lost.key = job->key;
-    lost.reason = job->cancel_requested
-                      ? "cancelled before Slurm accepted it"
-                      : "sbatch failed" +
-                            (result.exit_code >= 0 ? " (exit " + std::to_string(result.exit_code) + ")"
-                                                   : std::string()) +
-                            ": " + (err.empty() ? "no job id printed" : err);
-    Finish(job, std::move(lost));
+    if (batch.array) {
+      // An array the cluster refuses (MaxArraySize below the map indexes, say) may still go
+      // as single jobs.
+      Warn(batch.jobs.front()->key.ToString() + ": sbatch refused the job array (" + err +
+           "), submitting its tries one by one");
+      for (const auto& job : batch.jobs) Send(Batch{{job}, false});
+      return;
+    }
+    const std::shared_ptr<Job>& job = batch.jobs.front();
+    if (job->done) return;
+    FinishLost(job, job->cancel_requested
+                        ? kCancelledBeforeSlurm
+                        : "sbatch failed" +
+                              (result.exit_code >= 0 ? " (exit " + std::to_string(result.exit_code) + ")"
+                                                     : std::string()) +
+                              ": " + (err.empty() ? "no job id printed" : err));
     return;
   }
-  job->submitting = false;
-  job->job_id = *id;
-  by_job_id_[*id] = job;
-  // Durable before anything else: it is what lets a restarted daemon adopt this job.
-  if (Status s = WriteFileAtomically(job->job_id_path, *id + "\n", /*durable=*/true); !s.ok()) {
-    Warn(job->key.ToString() + ": cannot record Slurm job id " + *id + ": " + s.ToString());
+  NoteReachable();
+  for (const auto& job : batch.jobs) {
+    if (job->done) continue;
+    job->job_id = batch.array ? *id + "_" + std::to_string(job->key.map_index) : *id;
+    by_job_id_[job->job_id] = job;
+    // Durable before anything else: it is what lets a restarted daemon adopt this job.
+    if (Status s = WriteFileAtomically(job->job_id_path, job->job_id + "\n", /*durable=*/true); !s.ok()) {
+      Warn(job->key.ToString() + ": cannot record Slurm job id " + job->job_id + ": " + s.ToString());
+    }
+    if (job->cancel_requested) pending_cancels_.insert(job->job_id);
   }
-  if (job->cancel_requested) {
-    pending_cancels_.insert(*id);
-    FlushCancels();
-  }
+  if (!pending_cancels_.empty()) FlushCancels();
   SchedulePoll();
+}
+
+void SlurmExecutor::Hold(Batch batch) {
+  const std::string why = "slurm: controller unreachable, submission retried with backoff: " + unreachable_error_;
+  for (const auto& job : batch.jobs) {
+    if (!job->done) EmitWaiting(*job, why);
+  }
+  held_.push_back(std::move(batch));
+  ScheduleRetry();
+}
+
+void SlurmExecutor::ScheduleRetry() {
+  if (retry_scheduled_ || held_.empty()) return;
+  retry_scheduled_ = true;
+  retry_timer_.expires_after(Backoff());
+  std::weak_ptr<int> alive = alive_;
+  retry_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    retry_scheduled_ = false;
+    RetryHeld();
+  });
+}
+
+void SlurmExecutor::RetryHeld() {
+  if (unreachable_streak_ == 0) {
+    // Something else got through meanwhile: everything goes.
+    for (Batch& batch : std::exchange(held_, {})) Send(std::move(batch));
+    return;
+  }
+  // One batch finds out whether the controller is back; the rest follow when it is.
+  while (!held_.empty()) {
+    Batch probe = std::move(held_.front());
+    held_.pop_front();
+    const bool live = std::any_of(probe.jobs.begin(), probe.jobs.end(),
+                                  [](const auto& job) { return !job->done && !job->cancel_requested; });
+    StartSbatch(std::move(probe));  // finishes cancelled tries without calling sbatch
+    if (live) return;
+  }
+}
+
+void SlurmExecutor::NoteReachable() {
+  if (unreachable_streak_ > 0) {
+    Warn("the Slurm controller answers again after " + std::to_string(unreachable_streak_) +
+         " failed calls; sending " + std::to_string(held_.size()) + " waiting submissions");
+  }
+  unreachable_streak_ = 0;
+  if (!held_.empty()) {
+    retry_timer_.cancel();
+    retry_scheduled_ = false;
+    RetryHeld();
+  }
+}
+
+void SlurmExecutor::NoteUnreachable(const std::string& what, const std::string& err) {
+  ++counters_.unreachable;
+  ++unreachable_streak_;
+  unreachable_error_ = err.substr(0, err.find('\n'));
+  const TimePoint now = Now();
+  if (unreachable_streak_ == 1 || now - last_unreachable_log_ >= std::chrono::minutes(1)) {
+    last_unreachable_log_ = now;
+    Warn("Slurm controller unreachable (" + what + ", " + std::to_string(unreachable_streak_) +
+         " failed calls in a row), retrying in " + FormatDuration(Backoff()) + ": " + unreachable_error_);
+  }
+}
+
+std::chrono::milliseconds SlurmExecutor::Backoff() const {
+  const std::chrono::milliseconds base = options_.slurm.poll_interval;
+  if (unreachable_streak_ == 0) return base;
+  const std::chrono::milliseconds cap = std::max<std::chrono::milliseconds>(base, std::chrono::seconds(30));
+  std::chrono::milliseconds delay = base;
+  for (int i = 1; i < unreachable_streak_ && delay < cap; ++i) delay *= 2;
+  return std::min(delay, cap);
+}
+
+void SlurmExecutor::EmitWaiting(Job& job, const std::string& why) {
+  if (why == job.last_waiting) return;
+  job.last_waiting = why;
+  ExecutorEvent event;
+  event.kind = ExecutorEvent::Kind::kWaiting;
+  event.key = job.key;
+  event.reason = why;
+  event.at = Now();
+  Emit(std::move(event));
 }
 
 std::vector<ExecutorEvent> SlurmExecutor::Drain() {
@@ -398,11 +650,16 @@ std::vector<ExecutorEvent> SlurmExecutor::Drain() {
 Status SlurmExecutor::Cancel(const TaskInstanceKey& key) {
   auto it = jobs_.find(key);
   if (it == jobs_.end()) return Status::OK();
-  Job& job = *it->second;
-  job.cancel_requested = true;
-  if (job.job_id.empty()) return Status::OK();  // cancelled as soon as sbatch returns
-  pending_cancels_.insert(job.job_id);
-  FlushCancels();
+  std::shared_ptr<Job> job = it->second;
+  job->cancel_requested = true;
+  if (!job->job_id.empty()) {
+    pending_cancels_.insert(job->job_id);
+    FlushCancels();
+  } else if (!job->submitting && !job->searching) {
+    // Not sent yet (or held while slurmctld is away): it never reaches Slurm.
+    FinishLost(job, kCancelledBeforeSlurm);
+  }
+  // Otherwise cancelled as soon as sbatch, or the search by name, returns the job id.
   return Status::OK();
 }
 
@@ -453,8 +710,17 @@ std::vector<TaskInstanceKey> SlurmExecutor::Adopt(std::span<const RunningTask> t
       Emit(std::move(finished));
       continue;
     }
+    if (!id && !task.log_path.empty() && PathExists(job->job_id_path)) {
+      // Submitted, but the daemon died before sbatch's answer was recorded: Slurm may have the
+      // job. The search by name says.
+      job->searching = true;
+      jobs_[task.key] = job;
+      searching_.push_back(job);
+      adopted.push_back(task.key);
+      continue;
+    }
     if (!id) {
-      // sbatch never returned a job id to us, so nothing was submitted: the try may start now.
+      // sbatch never ran for this try, so nothing was submitted: the try may start now.
       ExecutorEvent lost;
       lost.kind = ExecutorEvent::Kind::kLost;
       lost.key = task.key;
@@ -470,14 +736,81 @@ std::vector<TaskInstanceKey> SlurmExecutor::Adopt(std::span<const RunningTask> t
     by_job_id_[*id] = job;
     adopted.push_back(task.key);
   }
-  if (!adopted.empty()) SchedulePoll();
+  if (!searching_.empty()) StartSearch();
+  SchedulePoll();
   return adopted;
+}
+
+void SlurmExecutor::StartSearch() {
+  if (search_in_flight_ || searching_.empty()) return;
+  search_in_flight_ = true;
+  ++counters_.squeue;
+  // Every job of this user, names included: one call however many tries are looked for.
+  RunAsync({options_.squeue, "-h", "-t", "all", "-r", "-o", "%i|%T|%r|%Z|%j", "-u", std::to_string(::getuid())},
+           [this](CommandResult result) { OnSearchDone(result); });
+}
+
+void SlurmExecutor::OnSearchDone(const CommandResult& result) {
+  search_in_flight_ = false;
+  if (result.exit_code != 0) {
+    NoteUnreachable("squeue", Trim(result.err));
+    for (const auto& job : searching_) {
+      EmitWaiting(*job, "slurm: controller unreachable, looking for the job submitted before the restart: " +
+                            unreachable_error_);
+    }
+    search_timer_.expires_after(Backoff());
+    std::weak_ptr<int> alive = alive_;
+    search_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+      if (!ec && !alive.expired()) StartSearch();
+    });
+    return;
+  }
+  NoteReachable();
+  std::map<std::string, std::vector<SlurmJobInfo>> by_name;
+  for (SlurmJobInfo& info : ParseSqueueOutput(result.out)) by_name[info.name].push_back(std::move(info));
+  for (const std::shared_ptr<Job>& job : std::exchange(searching_, {})) {
+    job->searching = false;
+    if (job->done) continue;
+    // The name says which try; the working directory (--chdir, the script's folder) says it
+    // was this daemon's: another state folder may have run a DAG and run of the same names.
+    const fs::path script_dir = fs::path(ScriptPathFor(job->spec)).parent_path().lexically_normal();
+    const fs::path array_dir = script_dir.parent_path() / (job->key.task_id + ".array");
+    const SlurmJobInfo* found = nullptr;
+    if (auto it = by_name.find(SlurmJobName(job->key)); it != by_name.end()) {
+      for (const SlurmJobInfo& info : it->second) {
+        if (fs::path(info.work_dir).lexically_normal() == script_dir) found = &info;
+      }
+    }
+    if (auto it = by_name.find(SlurmArrayJobName(job->key)); !found && job->key.map_index >= 0 && it != by_name.end()) {
+      const std::string suffix = "_" + std::to_string(job->key.map_index);
+      for (const SlurmJobInfo& info : it->second) {
+        if (info.job_id.ends_with(suffix) && fs::path(info.work_dir).lexically_normal() == array_dir) found = &info;
+      }
+    }
+    if (!found) {
+      // Slurm never took it (sbatch failed, or the daemon died before it ran): start it now.
+      FinishLost(job, "never started");
+      continue;
+    }
+    Warn(job->key.ToString() + ": found Slurm job " + found->job_id + " by its name; following it");
+    job->job_id = found->job_id;
+    by_job_id_[job->job_id] = job;
+    if (Status s = WriteFileAtomically(job->job_id_path, job->job_id + "\n", /*durable=*/true); !s.ok()) {
+      Warn(job->key.ToString() + ": cannot record Slurm job id " + job->job_id + ": " + s.ToString());
+    }
+    if (job->cancel_requested) {
+      pending_cancels_.insert(job->job_id);
+      FlushCancels();
+    }
+    Apply(job, *found);
+  }
+  SchedulePoll();
 }
 
 void SlurmExecutor::SchedulePoll() {
   if (poll_scheduled_ || poll_in_flight_ || by_job_id_.empty()) return;
   poll_scheduled_ = true;
-  poll_timer_.expires_after(options_.slurm.poll_interval);
+  poll_timer_.expires_after(Backoff());
   std::weak_ptr<int> alive = alive_;
   poll_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec || alive.expired()) return;
@@ -497,7 +830,8 @@ void SlurmExecutor::Poll() {
   }
   poll_in_flight_ = true;
   ++counters_.squeue;
-  RunAsync({options_.squeue, "-h", "-t", "all", "-o", "%i|%T|%r", "-j", joined},
+  // -r: array elements one per line, as "ARRAYID_INDEX", even while they are pending.
+  RunAsync({options_.squeue, "-h", "-t", "all", "-r", "-o", "%i|%T|%r", "-j", joined},
            [this, ids](CommandResult result) { OnSqueueDone(ids, result); });
 }
 
@@ -507,14 +841,18 @@ void SlurmExecutor::OnSqueueDone(const std::vector<std::string>& ids, const Comm
   // (the job is gone), not an outage.
   const bool invalid_id = result.err.find("Invalid job id") != std::string::npos;
   if (result.exit_code != 0 && !invalid_id) {
-    const TimePoint now = Now();
-    if (now - last_unreachable_log_ >= std::chrono::minutes(1)) {
-      last_unreachable_log_ = now;
-      Warn("squeue failed, Slurm jobs not followed until it answers: " + Trim(result.err));
+    NoteUnreachable("squeue", Trim(result.err));
+    // Jobs are not declared lost for it; those not started say why nothing moves.
+    for (const std::string& id : ids) {
+      auto it = by_job_id_.find(id);
+      if (it == by_job_id_.end() || it->second->started_sent) continue;
+      EmitWaiting(*it->second, "slurm: controller unreachable, job " + id +
+                                   " not followed until it answers: " + unreachable_error_);
     }
     SchedulePoll();
     return;
   }
+  NoteReachable();
   std::map<std::string, SlurmJobInfo> seen;
   for (SlurmJobInfo& info : ParseSqueueOutput(result.out)) seen[info.job_id] = std::move(info);
   for (const std::string& id : ids) {
@@ -569,15 +907,7 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
     // Tell the scheduler why the job waits (Resources, Priority, QOS...), once per change.
     std::string why = "slurm: " + info.state;
     if (!info.reason.empty() && info.reason != "None") why += " (" + info.reason + ")";
-    if (why != job->last_waiting) {
-      job->last_waiting = why;
-      ExecutorEvent event;
-      event.kind = ExecutorEvent::Kind::kWaiting;
-      event.key = job->key;
-      event.reason = why;
-      event.at = Now();
-      Emit(std::move(event));
-    }
+    EmitWaiting(*job, why);
     return;
   }
   if (phase == SlurmPhase::kRunning) {
@@ -626,6 +956,14 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
   if (!info.reason.empty() && info.reason != "None") event.reason += " (" + info.reason + ")";
   event.at = Now();
   Finish(job, std::move(event));
+}
+
+void SlurmExecutor::FinishLost(const std::shared_ptr<Job>& job, std::string reason) {
+  ExecutorEvent lost;
+  lost.kind = ExecutorEvent::Kind::kLost;
+  lost.key = job->key;
+  lost.reason = std::move(reason);
+  Finish(job, std::move(lost));
 }
 
 void SlurmExecutor::SendStarted(Job& job) {

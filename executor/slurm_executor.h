@@ -4,27 +4,35 @@
 // Slurm decides where it runs.
 //
 //  - Submit() writes `<script dir>/<try>.sbatch` (a POSIX sh script that exports the task's
-//    environment with every value single-quoted, then execs the wrapper) and runs
-//    `sbatch --parsable` on it. The job id goes to `<log>.slurm_job` at once, so a daemon killed
-//    right after can still adopt the job instead of submitting it twice.
-//  - One batched `squeue -h -t all -j ID,ID,...` per poll_interval follows every job; a job
+//    environment with every value single-quoted, then execs the wrapper) and an empty
+//    `<log>.slurm_job` (the try may have reached Slurm), then queues the try. A handler posted
+//    to the io_context, so run after the scheduler's pass, sends what the pass submitted:
+//    `sbatch --parsable` per try, except that the first tries of a mapped task with
+//    `slurm: {array: true}` go as one `sbatch --array=INDEXES` whose element N is map index N.
+//    The job id ("1234", or "1234_7" for an array element) goes to `<log>.slurm_job` at once,
+//    so a daemon killed right after can adopt the job instead of submitting it twice.
+//  - One batched `squeue -h -t all -r -j ID,ID,...` per poll_interval follows every job; a job
 //    squeue no longer knows is looked up with `scontrol show job` (there is no accounting on
 //    every cluster, so sacct is not used), and one unknown to both is lost.
-//  - States: PENDING/CONFIGURING keep the try queued (no event); RUNNING sends kStarted with
-//    external_id = the job id; COMPLETED/FAILED send kFinished with the exit code the wrapper
-//    recorded; CANCELLED/TIMEOUT/NODE_FAIL/OUT_OF_MEMORY/... send kFinished with a non-zero code
-//    and the reason "slurm: STATE".
+//  - States: PENDING/CONFIGURING keep the try queued (kWaiting with Slurm's reason); RUNNING
+//    sends kStarted with external_id = the job id; COMPLETED/FAILED send kFinished with the exit
+//    code the wrapper recorded; CANCELLED/TIMEOUT/NODE_FAIL/OUT_OF_MEMORY/... send kFinished
+//    with a non-zero code and the reason "slurm: STATE".
 //  - Cancel() runs scancel (all cancels made in one pass of the event loop go in one call).
-//  - Adopt() follows recorded jobs by id and never submits anything.
+//  - Adopt() follows recorded jobs by id and never submits anything. A try whose
+//    `<log>.slurm_job` is empty (the daemon died between sbatch and recording the id) is looked
+//    up by its job name in one squeue call; only a try Slurm does not know is started again.
 // No Slurm command runs on the io_context's thread: they run on a small thread pool and their
 // results are posted back, so a slow or unreachable slurmctld never stalls the daemon. While it
-// is unreachable, submissions are retried every poll_interval (the try stays queued) and polls
-// simply skip a turn.
+// is unreachable, submissions wait (kWaiting says so) and one of them is retried with
+// exponential backoff (poll_interval doubling up to 30 s); polls back off the same way. The
+// first command that gets through sends everything that waited.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -75,28 +83,42 @@ std::string ShellQuote(std::string_view text);
 
 // "ns:DAG:RUN:TASK:MAP_INDEX:TRY": names the try in squeue and sacct listings.
 std::string SlurmJobName(const TaskInstanceKey& key);
+// "ns:DAG:RUN:TASK:array:TRY": the name of a job array of a mapped task's tries; each element's
+// array index is its map index.
+std::string SlurmArrayJobName(const TaskInstanceKey& key);
 
 // The batch script for a try: exports spec.env (and NIGHTSHIFT_OUTPUT), then execs
 // `wrapper_argv0 __task-wrapper ... -- COMMAND`. Every value is quoted with ShellQuote.
 std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_argv0, int64_t kill_grace_ms);
 
+// The script of a job array: runs the batch script of the element whose map index is
+// SLURM_ARRAY_TASK_ID. `elements`: map index and batch script path.
+std::string BuildArrayScript(const TaskInstanceKey& key, const std::vector<std::pair<int, std::string>>& elements);
+
+// Sorted, distinct indexes as sbatch --array takes them: "0-3,7,9-10".
+std::string FormatArrayIndexes(std::vector<int> indexes);
+
 // sbatch's argv (argv[0] = `sbatch`), the script's path last. Options from the config, then
 // the DAG's and task's (spec.slurm), whose partition wins and whose extra_args come later.
+// With `array_indexes`, a job array named SlurmArrayJobName(spec.key).
 std::vector<std::string> BuildSbatchArgv(const std::string& sbatch, const TaskSpec& spec,
                                          const SlurmConfig& config, const std::string& script_path,
-                                         const std::string& chdir);
+                                         const std::string& chdir, const std::string& array_indexes = {});
 
 // `sbatch --parsable` prints "JOBID" or "JOBID;CLUSTER".
 std::optional<std::string> ParseSbatchJobId(std::string_view out);
 
 struct SlurmJobInfo {
-  std::string job_id;
+  std::string job_id;            // "1234", or "1234_7" for element 7 of an array
   std::string state;             // JobState: PENDING, RUNNING, COMPLETED, ...
   std::string reason;            // "None" or why it waits / failed
   std::optional<int> exit_code;  // scontrol's ExitCode=CODE:SIGNAL (CODE), when known
+  std::string work_dir;          // squeue's %Z, when asked for
+  std::string name;              // squeue's %j, when asked for
 };
 
-// Lines of `squeue -h -o '%i|%T|%r'`; lines that do not parse are skipped.
+// Lines of `squeue -h -o` '%i|%T|%r', '%i|%T|%r|%j' or '%i|%T|%r|%Z|%j'; lines that do not
+// parse are skipped.
 std::vector<SlurmJobInfo> ParseSqueueOutput(std::string_view out);
 
 // One job from `scontrol show job -o ID` (one line of KEY=VALUE words).
@@ -138,17 +160,24 @@ class SlurmExecutor final : public Executor {
   // "never started", so the scheduler submits it now.
   std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) override;
 
-  // Counters for the benchmark and the metrics.
+  // Slurm commands run since the start, for the benchmark and /metrics (sacct is never run).
+  // Atomic: the HTTP server may read them from its own thread.
   struct Counters {
-    int64_t sbatch = 0;
-    int64_t squeue = 0;
-    int64_t scontrol = 0;
-    int64_t scancel = 0;
+    std::atomic<int64_t> sbatch{0};    // each try, or each job array, is one call
+    std::atomic<int64_t> squeue{0};    // polls and lookups by job name
+    std::atomic<int64_t> scontrol{0};  // jobs squeue no longer knows
+    std::atomic<int64_t> scancel{0};
+    std::atomic<int64_t> unreachable{0};  // calls that failed because slurmctld did not answer
   };
   const Counters& counters() const { return counters_; }
 
  private:
   struct Job;
+  // One sbatch call: a single try, or the elements of a job array.
+  struct Batch {
+    std::vector<std::shared_ptr<Job>> jobs;
+    bool array = false;
+  };
   struct CommandResult {
     int exit_code = -1;  // -1: could not be started
     std::string out;
@@ -157,8 +186,26 @@ class SlurmExecutor final : public Executor {
 
   // Runs argv on the pool; `done` runs later on the io_context (never if we are gone).
   void RunAsync(std::vector<std::string> argv, std::function<void(CommandResult)> done);
-  void StartSbatch(const std::shared_ptr<Job>& job);
-  void OnSbatchDone(const std::shared_ptr<Job>& job, const CommandResult& result);
+  void PostFlush();
+  // Sends the tries submitted since the last flush, arrays grouped.
+  void Flush();
+  // Queues a batch for sbatch; PumpSends() starts as many as may run at once.
+  void Send(Batch batch);
+  void PumpSends();
+  void StartSbatch(Batch batch);
+  void OnSbatchDone(const Batch& batch, const CommandResult& result);
+  // Keeps a batch until the controller answers again.
+  void Hold(Batch batch);
+  void ScheduleRetry();
+  void RetryHeld();
+  void NoteReachable();
+  void NoteUnreachable(const std::string& what, const std::string& err);
+  // The delay before the next try at an unreachable controller (poll_interval while it answers).
+  std::chrono::milliseconds Backoff() const;
+  void StartSearch();
+  void OnSearchDone(const CommandResult& result);
+  void EmitWaiting(Job& job, const std::string& why);
+  std::string ArrayScriptPathFor(const Batch& batch) const;
   void SchedulePoll();
   void Poll();
   void OnSqueueDone(const std::vector<std::string>& ids, const CommandResult& result);
@@ -167,6 +214,7 @@ class SlurmExecutor final : public Executor {
   void Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& info);
   void SendStarted(Job& job);
   void Finish(const std::shared_ptr<Job>& job, ExecutorEvent event);
+  void FinishLost(const std::shared_ptr<Job>& job, std::string reason);
   void FlushCancels();
   void Emit(ExecutorEvent event);
   void Warn(const std::string& message) const;
@@ -180,6 +228,18 @@ class SlurmExecutor final : public Executor {
   boost::asio::steady_timer poll_timer_;
   bool poll_scheduled_ = false;
   bool poll_in_flight_ = false;
+  std::vector<std::shared_ptr<Job>> unsent_;  // submitted since the last flush
+  bool flush_posted_ = false;
+  std::deque<Batch> to_send_;
+  size_t sbatch_in_flight_ = 0;
+  std::deque<Batch> held_;  // refused because slurmctld did not answer
+  boost::asio::steady_timer retry_timer_;
+  bool retry_scheduled_ = false;
+  int unreachable_streak_ = 0;  // Slurm calls in a row that found no controller
+  std::string unreachable_error_;
+  std::vector<std::shared_ptr<Job>> searching_;  // adopted without a job id: looked up by name
+  bool search_in_flight_ = false;
+  boost::asio::steady_timer search_timer_;
   std::map<TaskInstanceKey, std::shared_ptr<Job>> jobs_;
   std::map<std::string, std::shared_ptr<Job>> by_job_id_;
   std::set<std::string> pending_cancels_;

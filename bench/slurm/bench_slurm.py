@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """1,000 no-op tasks through the Slurm executor against the same DAG through the local executor:
 the time from trigger to run end, and how many sbatch/squeue/scontrol/scancel calls it took.
+A third row runs 1,000 no-op instances of one mapped task with `slurm: {array: true}`.
 
 Needs a running Slurm (../shared/ci/slurm-up.sh) and a built nightshift:
-    NIGHTSHIFT_BIN=build/nightshift python3 bench/slurm/bench_slurm.py [--tasks 1000]
+    NIGHTSHIFT_BIN=build/nightshift python3 bench/slurm/bench_slurm.py [--tasks 1000] [--only slurm]
 
 The Slurm commands are counted by shims put first on the daemon's PATH: each appends its name
 to a file, then execs the real command, so the jobs still run on the real cluster.
@@ -20,9 +21,19 @@ from harness import Api, Daemon, Workspace  # noqa: E402
 TOOLS = ("sbatch", "squeue", "scontrol", "scancel")
 
 
-def dag(tasks):
+def dag(tasks, mapped):
+    if mapped:
+        return ("max_active_tasks: 100000\ntasks:\n"
+                f"  - {{task_id: t, command: 'true', map: {{range: {tasks}, chunk: 1}}, slurm: {{array: true}}}}\n")
     return "max_active_tasks: 100000\ntasks:\n" + "".join(
         f"  - {{task_id: t{i}, command: 'true'}}\n" for i in range(tasks))
+
+
+VARIANTS = {  # name: (executor, one mapped task as a job array)
+    "local": ("local", False),
+    "slurm": ("slurm", False),
+    "array": ("slurm", True),
+}
 
 
 def shims(folder, counts_file):
@@ -35,12 +46,12 @@ def shims(folder, counts_file):
         os.chmod(path, 0o755)
 
 
-def run_once(executor, tasks, poll):
+def run_once(executor, mapped, tasks, poll):
     ws = Workspace(f"executor: {executor}\nparallelism: {tasks}\npools: {{default: {tasks}}}\n"
                    f"slurm: {{poll_interval: {poll}}}\n")
     counts_file = os.path.join(ws.root, "calls.txt")
     shims(os.path.join(ws.root, "bin"), counts_file)
-    ws.write_dag("noop.yaml", dag(tasks))
+    ws.write_dag("noop.yaml", dag(tasks, mapped))
     old_path = os.environ["PATH"]
     os.environ["PATH"] = os.path.join(ws.root, "bin") + ":" + old_path
     try:
@@ -77,14 +88,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--poll-interval", default="500ms")
+    parser.add_argument("--only", action="append", choices=sorted(VARIANTS),
+                        help="run only this variant (repeatable); default: all")
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         sys.exit("bench_slurm: sbatch not found; start Slurm with ../shared/ci/slurm-up.sh")
-    print(f"{args.tasks} no-op tasks, trigger to run end")
-    for executor in ("local", "slurm"):
-        state, elapsed, calls = run_once(executor, args.tasks, args.poll_interval)
-        print(f"  {executor:5}  {state:7}  {elapsed:8.2f} s  {args.tasks / elapsed:8.1f} tasks/s  " +
-              "  ".join(f"{tool}={n}" for tool, n in calls.items()))
+    print(f"{args.tasks} no-op tasks, trigger to run end (slurm poll_interval {args.poll_interval})")
+    for name in args.only or VARIANTS:
+        executor, mapped = VARIANTS[name]
+        state, elapsed, calls = run_once(executor, mapped, args.tasks, args.poll_interval)
+        print(f"  {name:5}  {state:7}  {elapsed:8.2f} s  {args.tasks / elapsed:8.1f} tasks/s  " +
+              "  ".join(f"{tool}={n}" for tool, n in calls.items()), flush=True)
 
 
 if __name__ == "__main__":

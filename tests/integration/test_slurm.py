@@ -1,15 +1,17 @@
 """The Slurm executor against a real Slurm cluster (../shared/ci/slurm-up.sh starts one on this
 machine). Skipped, with the reason printed, when the Slurm commands are missing or the controller
 does not answer. Job states are read with `scontrol show job -o` (no accounting: no sacct)."""
+import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import unittest
 
-from harness import Api, Daemon, Workspace, wait_for
+from harness import SOURCE_DIR, Api, Daemon, Workspace, get, wait_for
 
 
 def slurm_unavailable():
@@ -48,6 +50,45 @@ def job_field(job_id, field):
         if word.startswith(field + "="):
             return word[len(field) + 1:]
     return None
+
+
+def controller_up():
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return False
+    return "UP" in ping.stdout
+
+
+SLURMCTLD_PID = "/run/slurmctld.pid"  # where ../shared/ci/slurm-up.sh's slurmctld writes its pid
+
+
+def process_alive(pid):
+    """Running and not a zombie (PID 1 here reaps orphans only every few seconds)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop_slurmctld():
+    with open(SLURMCTLD_PID) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not process_alive(pid), 60, "slurmctld to stop")
+
+
+def start_slurmctld():
+    if not controller_up():
+        subprocess.run(["slurmctld"], check=True, timeout=60)
+    wait_for(controller_up, 120, "slurmctld to answer again")
+
+
+def instances(api, dag_id, run_id):
+    """Every task instance of a run, mapped ones included, as (task_id, map_index) -> instance."""
+    url = f"{api.ws.url}/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+    return {(ti["task_id"], ti["map_index"]): ti for ti in get(url)[1]["task_instances"]}
 
 
 def tries(ws, task_id=None):
@@ -188,6 +229,114 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertTrue(there[5].isdigit())
         self.assertEqual(job_field(there[5], "TimeLimit"), "00:05:00")
         self.assertEqual(api.task_instances("mixed", "r")["there"]["external_id"], there[5])
+
+    def test_mapped_task_with_array_goes_as_one_job_array(self):
+        ws, daemon, api = self.start("arr.yaml", """\
+            tasks:
+              - task_id: fan
+                command: >-
+                  echo "::progress 1/2";
+                  printf '"%s-%s"' "$NIGHTSHIFT_MAP_ITEM" "$NIGHTSHIFT_MAP_INDEX" > "$NIGHTSHIFT_OUTPUT"
+                map: {items: [a, b, c, d, e, f]}
+                slurm: {array: true}
+              - {task_id: collect, command: 'printf %s "$NIGHTSHIFT_INPUT_FAN" > "$NIGHTSHIFT_OUTPUT"',
+                 depends_on: [fan]}
+            """)
+        api.trigger("arr", dag_run_id="r")
+        self.assertEqual(api.wait_run("arr", "r", timeout=180)["state"], "success", daemon.output())
+        tis = instances(api, "arr", "r")
+        self.assertEqual(sorted(k for k in tis if k[0] == "fan"), [("fan", i) for i in range(6)])
+        self.assertTrue(all(ti["state"] == "success" for ti in tis.values()), tis)
+        # One sbatch: every element's job id is ARRAY_INDEX with the same ARRAY and its map index.
+        ids = {r[1]: r[5] for r in tries(ws, "fan")}
+        parsed = {i: re.fullmatch(r"(\d+)_(\d+)", job) for i, job in ids.items()}
+        self.assertTrue(all(parsed.values()), ids)
+        self.assertEqual(len({m.group(1) for m in parsed.values()}), 1, f"more than one job array: {ids}")
+        self.assertEqual({i: int(m.group(2)) for i, m in parsed.items()}, {i: i for i in range(6)})
+        self.assertEqual(tis[("fan", 3)]["external_id"], ids[3])
+        self.assertEqual(job_field(ids[3], "JobName"), "ns:arr:r:fan:array:1")
+        self.assertEqual(job_field(ids[3], "JobState"), "COMPLETED")
+        # Each element ran as its own try: its own log, output and progress.
+        for i in range(6):
+            self.assertTrue(os.path.exists(os.path.join(ws.root, f"state/logs/arr/r/fan.{i}/1.log")))
+            self.assertEqual(tis[("fan", i)]["output"], f"{'abcdef'[i]}-{i}")
+        self.assertEqual(tis[("collect", -1)]["output"], [f"{'abcdef'[i]}-{i}" for i in range(6)])
+        self.assertTrue(tries(ws, "collect")[0][5].isdigit(), "an unmapped task is a plain job")
+
+    @unittest.skipUnless(os.geteuid() == 0 and os.path.exists(SLURMCTLD_PID),
+                         "stopping slurmctld needs root and the slurmctld of ../shared/ci/slurm-up.sh")
+    def test_unreachable_slurmctld_keeps_tries_queued_with_a_reason_until_it_is_back(self):
+        ws, daemon, api = self.start("outage.yaml", """\
+            tasks:
+              - {task_id: first, command: 'echo one'}
+              - {task_id: second, command: 'echo two', depends_on: [first]}
+            """)
+        self.addCleanup(start_slurmctld)  # whatever happens, the next test finds it running
+        stop_slurmctld()
+        api.trigger("outage", dag_run_id="r")
+        # sbatch needs ~10 s to give up on a controller that does not answer.
+        first = wait_for(lambda: (ti := api.task_instances("outage", "r")["first"])["waiting_reason"] and
+                         "controller unreachable" in ti["waiting_reason"] and ti, 120,
+                         "the try to say the controller is unreachable")
+        self.assertEqual(first["state"], "queued")
+        self.assertIn("Unable to contact slurm controller", first["waiting_reason"])
+        self.assertEqual(get(ws.url + "/api/v1/health")[0], 200, "the daemon keeps serving")
+        self.assertIsNone(daemon.proc.poll(), "the daemon keeps running")
+        start_slurmctld()
+        self.assertEqual(api.wait_run("outage", "r", timeout=240)["state"], "success", daemon.output())
+        rows = tries(ws)
+        self.assertEqual(len(rows), 2, rows)
+        self.assertTrue(all(r[3] == "success" and r[5].isdigit() for r in rows), rows)
+        self.assertIn("Slurm controller unreachable", daemon.output())
+
+    def test_kill_9_between_sbatch_and_recording_the_job_id_finds_the_job_by_name(self):
+        ws = Workspace(CONFIG)
+        self.addCleanup(ws.cleanup)
+        ws.write_dag("race.yaml", """\
+            tasks:
+              - {task_id: once, command: 'echo ran >> ../ledger.txt'}
+            """)
+        # An sbatch that submits for real, then holds its answer back until released.
+        shim_dir = os.path.join(ws.root, "bin")
+        os.makedirs(shim_dir)
+        submitted, release = os.path.join(ws.root, "submitted"), os.path.join(ws.root, "release")
+        with open(os.path.join(shim_dir, "sbatch"), "w") as f:
+            f.write(f"#!/bin/sh\nout=$('{shutil.which('sbatch')}' \"$@\") || exit $?\n"
+                    f"echo \"$out\" > '{submitted}'\n"
+                    f"n=0; while [ ! -e '{release}' ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done\n"
+                    f"echo \"$out\"\n")
+        os.chmod(os.path.join(shim_dir, "sbatch"), 0o755)
+        self.addCleanup(lambda: open(release, "w").close())
+        path = os.environ["PATH"]
+        os.environ["PATH"] = shim_dir + ":" + path
+        try:
+            daemon = Daemon(ws).wait_healthy()
+        finally:
+            os.environ["PATH"] = path
+        self.addCleanup(daemon.kill)
+        api = Api(ws)
+        api.trigger("race", dag_run_id="r")
+        def submitted_job_id():
+            if not os.path.exists(submitted):
+                return None
+            with open(submitted) as f:
+                return f.read().strip()
+        job_id = wait_for(submitted_job_id, 60, "sbatch to submit")
+        daemon.kill()  # sbatch succeeded; its answer never reached the daemon
+        open(release, "w").close()
+        restarted = Daemon(ws).wait_healthy()
+        self.addCleanup(restarted.kill)
+        self.assertEqual(api.wait_run("race", "r", timeout=120)["state"], "success", restarted.output())
+        [row] = tries(ws, "once")
+        self.assertEqual(row[5], job_id, "the try follows the job submitted before the kill")
+        # Earlier runs of this test left jobs of the same name: this workspace's are in its folder.
+        named = subprocess.run(["squeue", "-h", "-t", "all", "-n", "ns:race:r:once:-1:1", "-o", "%i|%Z"],
+                               capture_output=True, text=True).stdout.split()
+        ours = [line.split("|")[0] for line in named if line.split("|", 1)[1].startswith(ws.root + "/")]
+        self.assertEqual(ours, [job_id], "submitted twice")
+        with open(os.path.join(ws.root, "ledger.txt")) as f:
+            self.assertEqual(f.read().split(), ["ran"])
+        self.assertIn(f"found Slurm job {job_id} by its name", restarted.output())
 
 
 if __name__ == "__main__":

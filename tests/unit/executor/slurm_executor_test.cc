@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -95,6 +96,28 @@ TEST(ShellQuoteTest, EveryValueReachesTheShellVerbatim) {
 TEST(SlurmJobNameTest, NamesDagRunTaskMapIndexAndTry) {
   EXPECT_EQ(SlurmJobName(TaskInstanceKey{"etl", "manual__1", "load", 3, 2}), "ns:etl:manual__1:load:3:2");
   EXPECT_EQ(SlurmJobName(TaskInstanceKey{"etl", "r", "t", -1, 1}), "ns:etl:r:t:-1:1");
+  EXPECT_EQ(SlurmArrayJobName(TaskInstanceKey{"etl", "r:1", "load", 3, 2}), "ns:etl:r:1:load:array:2");
+}
+
+TEST(JobArrayTest, IndexesAsSbatchTakesThem) {
+  EXPECT_EQ(FormatArrayIndexes({5, 0, 1, 2, 8, 3, 7, 2}), "0-3,5,7-8");
+  EXPECT_EQ(FormatArrayIndexes({4}), "4");
+  EXPECT_EQ(FormatArrayIndexes({1, 3}), "1,3");
+}
+
+TEST(JobArrayTest, EachElementRunsTheScriptOfItsMapIndex) {
+  TempDir dir;
+  std::vector<std::pair<int, std::string>> elements;
+  for (int index : {0, 4}) {
+    const std::string path = dir.path() + "/it's " + std::to_string(index) + ".sbatch";
+    WriteFile(path, "#!/bin/sh\necho element " + std::to_string(index) + "\n");
+    elements.emplace_back(index, path);
+  }
+  WriteFile(dir.path() + "/array.sbatch", BuildArrayScript(TaskInstanceKey{"d", "r", "t", -1, 1}, elements));
+  const std::string run = "cd " + ShellQuote(dir.path()) + " && SLURM_ARRAY_TASK_ID=";
+  EXPECT_EQ(Shell(run + "4 sh array.sbatch"), "element 4\n");
+  EXPECT_EQ(Shell(run + "0 sh array.sbatch"), "element 0\n");
+  EXPECT_EQ(Shell(run + "2 sh array.sbatch 2>/dev/null; echo $?"), "1\n");
 }
 
 TEST(BatchScriptTest, ExportsTheEnvironmentLiterallyAndExecsTheWrapper) {
@@ -148,6 +171,9 @@ TEST(SbatchArgvTest, ConfigThenTaskOptions) {
   spec.slurm = {};
   auto argv = BuildSbatchArgv("sbatch", spec, config, "/s/1.sbatch", "/s");
   EXPECT_NE(std::find(argv.begin(), argv.end(), "--partition=batch"), argv.end());
+  argv = BuildSbatchArgv("sbatch", spec, config, "/s/a.sbatch", "/s", "0-9,12");
+  EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.begin() + 4),
+            (std::vector<std::string>{"sbatch", "--parsable", "--job-name=ns:d:r:t:array:1", "--array=0-9,12"}));
 }
 
 TEST(SlurmParseTest, SbatchJobId) {
@@ -166,6 +192,13 @@ TEST(SlurmParseTest, SqueueLines) {
   EXPECT_EQ(jobs[1].reason, "Resources");
   EXPECT_EQ(jobs[2].job_id, "14_2");
   EXPECT_EQ(jobs[2].state, "CANCELLED");
+  EXPECT_EQ(jobs[2].name, "");
+  jobs = ParseSqueueOutput("15_3|PENDING|Priority|ns:d:run\n16|RUNNING|None|/logs/d/r/t.array|ns:d:r|x:t:array:1\n");
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].reason, "Priority");
+  EXPECT_EQ(jobs[0].name, "ns:d:run");
+  EXPECT_EQ(jobs[1].work_dir, "/logs/d/r/t.array");
+  EXPECT_EQ(jobs[1].name, "ns:d:r|x:t:array:1");
 }
 
 TEST(SlurmParseTest, ScontrolShowJob) {
@@ -205,13 +238,14 @@ class FakeSlurmTest : public ::testing::Test {
     const std::string log_call = "printf '%s ' \"$(basename \"$0\")\" \"$@\" >> " +
                                  ShellQuote(d + "/calls.txt") + "; echo >> " + ShellQuote(d + "/calls.txt") +
                                  "\n";
-    // sbatch: fails while `sbatch.fail` exists (and removes it), else runs the script at once
+    // sbatch: fails once if `sbatch.fail` exists (and removes it), and as long as `sbatch.down`
+    // exists; else runs the script at once
     // when `sbatch.run` exists; prints job id 42.
     WriteFile(
         d + "/sbatch",
         "#!/bin/sh\n" + log_call + "cd " + ShellQuote(d) +
-            "\nif [ -e sbatch.fail ]; then rm sbatch.fail; echo 'sbatch: error: Batch job submission failed: "
-            "Unable to contact slurm controller (connect failure)' >&2; exit 1; fi\n"
+            "\nif [ -e sbatch.fail ] || [ -e sbatch.down ]; then rm -f sbatch.fail; echo 'sbatch: error: Batch job "
+            "submission failed: Unable to contact slurm controller (connect failure)' >&2; exit 1; fi\n"
             "for last; do :; done\nif [ -e sbatch.run ]; then sh \"$last\" >/dev/null 2>&1; fi\necho 42\n",
         true);
     WriteFile(
@@ -237,14 +271,23 @@ class FakeSlurmTest : public ::testing::Test {
     executor_ = std::make_unique<SlurmExecutor>(io_, options, [] {});
   }
 
-  TaskSpec Spec(const std::string& command) {
+  TaskSpec Spec(const std::string& command, int map_index = -1, int try_number = 1) {
     TaskSpec spec;
-    spec.key = {"d", "r", "t", -1, 1};
+    spec.key = {"d", "r", "t", map_index, try_number};
     spec.command = command;
     spec.cwd = dir_.path();
-    spec.log_path = dir_.path() + "/logs/t/1.log";
-    spec.output_path = dir_.path() + "/logs/t/1.output.json";
+    const std::string folder = dir_.path() + "/logs/" + (map_index < 0 ? "t" : "t." + std::to_string(map_index));
+    spec.log_path = folder + "/" + std::to_string(try_number) + ".log";
+    spec.output_path = folder + "/" + std::to_string(try_number) + ".output.json";
     return spec;
+  }
+  TaskSpec ArraySpec(int map_index, int try_number = 1) {
+    TaskSpec spec = Spec("true", map_index, try_number);
+    spec.slurm.array = true;
+    return spec;
+  }
+  size_t Count(Kind kind) const {
+    return std::count_if(events_.begin(), events_.end(), [&](const ExecutorEvent& e) { return e.kind == kind; });
   }
 
   // Turns the io_context until `done` holds for the events so far (or 20 s pass).
@@ -303,7 +346,7 @@ TEST_F(FakeSlurmTest, PendingStaysQueuedThenRunsAndFinishesWithTheWrappersExitCo
   EXPECT_NE(calls.find("sbatch --parsable --job-name=ns:d:r:t:-1:1 --output=/dev/null --export=ALL"),
             std::string::npos)
       << calls;
-  EXPECT_NE(calls.find("squeue -h -t all -o %i|%T|%r -j 42"), std::string::npos) << calls;
+  EXPECT_NE(calls.find("squeue -h -t all -r -o %i|%T|%r -j 42"), std::string::npos) << calls;
   // A second submission of the same try is refused: it has a status (and a job id).
   EXPECT_TRUE(executor_->Submit(Spec("true")).IsAlreadyExists());
 }
@@ -361,6 +404,101 @@ TEST_F(FakeSlurmTest, UnreachableControllerRetriesSbatchAndTheTryStaysQueued) {
   ASSERT_TRUE(RunUntil([&] { return HasEvent(Kind::kStarted); }));
   EXPECT_FALSE(HasEvent(Kind::kLost));
   EXPECT_EQ(executor_->counters().sbatch, 2);
+}
+
+TEST_F(FakeSlurmTest, TriesWaitingForAnUnreachableControllerSayWhyAndGoWhenItAnswers) {
+  Say("sbatch.down", "");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(executor_->Submit(Spec("true", i)).ok());
+  ASSERT_TRUE(RunUntil([&] { return executor_->counters().sbatch >= 6; }));
+  // Every try says why it waits; after the first failures one submission at a time probes.
+  EXPECT_EQ(Count(Kind::kWaiting), 3u);
+  for (const ExecutorEvent& e : events_) {
+    EXPECT_NE(e.reason.find("slurm: controller unreachable"), std::string::npos) << e.reason;
+    EXPECT_NE(e.reason.find("Unable to contact slurm controller"), std::string::npos) << e.reason;
+  }
+  EXPECT_FALSE(HasEvent(Kind::kLost));
+  EXPECT_EQ(executor_->counters().squeue, 0) << "no job to follow yet";
+  const int64_t calls_while_down = executor_->counters().sbatch;
+  fs::remove(dir_.path() + "/sbatch.down");
+  // (The fake gives every job id 42.)
+  ASSERT_TRUE(RunUntil([&] {
+    for (int i = 0; i < 3; ++i) {
+      if (ReadFile(SlurmJobIdPathFor(Spec("", i).log_path)) != "42\n") return false;
+    }
+    return true;
+  }));
+  // Once it answers, each try goes once (a probe already on its way may have been the first).
+  EXPECT_LE(executor_->counters().sbatch, calls_while_down + 3);
+  EXPECT_FALSE(HasEvent(Kind::kLost));
+}
+
+TEST_F(FakeSlurmTest, ATryCancelledWhileTheControllerIsAwayNeverReachesSlurm) {
+  Say("sbatch.down", "");
+  ASSERT_TRUE(executor_->Submit(Spec("true")).ok());
+  ASSERT_TRUE(RunUntil([&] { return HasEvent(Kind::kWaiting); }));  // held, between two attempts
+  ASSERT_TRUE(executor_->Cancel(Spec("").key).ok());
+  ASSERT_TRUE(HasEvent(Kind::kLost) || RunUntil([&] { return HasEvent(Kind::kLost); }));
+  EXPECT_EQ(Last(Kind::kLost)->reason, "cancelled before Slurm accepted it");
+}
+
+TEST_F(FakeSlurmTest, MappedTriesWithArrayGoAsOneJobArrayAndRetriesAlone) {
+  Say("squeue.out", "42_0|RUNNING|None\n42_1|RUNNING|None\n42_3|PENDING|Priority\n");
+  for (int i : {3, 0, 1}) ASSERT_TRUE(executor_->Submit(ArraySpec(i)).ok());
+  ASSERT_TRUE(executor_->Submit(ArraySpec(2, /*try_number=*/2)).ok());  // a retry: a job of its own
+  ASSERT_TRUE(RunUntil([&] { return Count(Kind::kStarted) == 2 && HasEvent(Kind::kWaiting); }));
+  EXPECT_EQ(executor_->counters().sbatch, 2);
+  const std::string calls = Calls();
+  EXPECT_NE(calls.find("sbatch --parsable --job-name=ns:d:r:t:array:1 --array=0-1,3 "), std::string::npos) << calls;
+  EXPECT_NE(calls.find("sbatch --parsable --job-name=ns:d:r:t:2:2 --output"), std::string::npos) << calls;
+  for (int i : {0, 1, 3}) {
+    EXPECT_EQ(ReadFile(dir_.path() + "/logs/t." + std::to_string(i) + "/1.log.slurm_job"),
+              "42_" + std::to_string(i) + "\n");
+  }
+  std::set<std::string> started;
+  for (const ExecutorEvent& e : events_) {
+    if (e.kind == Kind::kStarted) started.insert(*e.external_id + "=" + std::to_string(e.key.map_index));
+  }
+  EXPECT_EQ(started, (std::set<std::string>{"42_0=0", "42_1=1"}));
+  EXPECT_EQ(Last(Kind::kWaiting)->key.map_index, 3);
+  EXPECT_EQ(Last(Kind::kWaiting)->reason, "slurm: PENDING (Priority)");
+  // The array's script hands each element to its try's own batch script.
+  const std::string array_script = ReadFile(dir_.path() + "/logs/t.array/1.from-0.sbatch");
+  EXPECT_NE(array_script.find("3) exec /bin/sh " + ShellQuote(dir_.path() + "/logs/t.3/1.sbatch")), std::string::npos)
+      << array_script;
+}
+
+TEST_F(FakeSlurmTest, AdoptFindsByNameAJobWhoseIdWasNeverRecorded) {
+  TaskSpec spec = Spec("true", 5);
+  fs::create_directories(dir_.path() + "/logs/t.5");
+  WriteFile(SlurmJobIdPathFor(spec.log_path), "");  // sbatch ran; the daemon died before its answer
+  const std::string logs = dir_.path() + "/logs";
+  Say("squeue.out", "40|RUNNING|None|" + logs + "/t.5|ns:d:r:t:5:2\n" +  // another try
+                        "41|RUNNING|None|/elsewhere/logs/t.array|ns:d:r:t:array:1\n" +  // another daemon's
+                        "77_5|RUNNING|None|" + logs + "/t.array|ns:d:r:t:array:1\n" +
+                        "77_4|RUNNING|None|" + logs + "/t.array|ns:d:r:t:array:1\n");
+  std::vector<RunningTask> tasks = {RunningTask{spec.key, std::nullopt, std::nullopt, spec.log_path, "slurm"}};
+  EXPECT_EQ(executor_->Adopt(tasks).size(), 1u);
+  ASSERT_TRUE(RunUntil([&] { return HasEvent(Kind::kStarted); }));
+  EXPECT_EQ(Last(Kind::kStarted)->external_id, "77_5");
+  EXPECT_EQ(ReadFile(SlurmJobIdPathFor(spec.log_path)), "77_5\n");
+  EXPECT_NE(Calls().find("squeue -h -t all -r -o %i|%T|%r|%Z|%j -u " + std::to_string(::getuid())), std::string::npos)
+      << Calls();
+  EXPECT_EQ(executor_->counters().sbatch, 0);
+}
+
+TEST_F(FakeSlurmTest, AdoptWithAnEmptyJobIdThatSlurmDoesNotKnowStartsTheTryAgain) {
+  TaskSpec spec = Spec("true");
+  fs::create_directories(dir_.path() + "/logs/t");
+  WriteFile(SlurmJobIdPathFor(spec.log_path), "");
+  Say("squeue.out", "40|RUNNING|None|" + dir_.path() + "/logs/t|ns:d:r:t:-1:2\n" +  // another try's job
+                        "41|RUNNING|None|/elsewhere/logs/t|ns:d:r:t:-1:1\n");       // another daemon's
+  std::vector<RunningTask> tasks = {RunningTask{spec.key, std::nullopt, std::nullopt, spec.log_path, "slurm"}};
+  EXPECT_EQ(executor_->Adopt(tasks).size(), 1u);
+  ASSERT_TRUE(RunUntil([&] { return HasEvent(Kind::kLost); }));
+  EXPECT_EQ(Last(Kind::kLost)->reason, "never started");
+  EXPECT_FALSE(HasEvent(Kind::kStarted));
+  // The scheduler then submits the same try again, which the empty id file does not prevent.
+  EXPECT_TRUE(executor_->Submit(spec).ok());
 }
 
 TEST_F(FakeSlurmTest, AdoptFollowsTheRecordedJobAndSubmitsNothing) {
