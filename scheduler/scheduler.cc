@@ -46,6 +46,7 @@ SchedulerOptions SchedulerOptions::FromConfig(const Config& config) {
   options.pools = config.pools;
   options.windows = config.windows;
   options.logs_dir = std::filesystem::absolute(config.LogsDir()).lexically_normal().string();
+  options.limits = config.limits;
   return options;
 }
 
@@ -56,38 +57,6 @@ Scheduler::Scheduler(SchedulerOptions options, Store& store, Executor& executor,
 // ---------------------------------------------------------------------------------------------
 // Loading and recovery
 
-void Scheduler::IndexRun(ActiveRun& active) {
-  active.by_task.clear();
-  for (size_t i = 0; i < active.tis.size(); ++i) active.by_task[active.tis[i].task_id].push_back(i);
-  // Topological order over the snapshot (the loader guarantees no cycles). Kahn's algorithm,
-  // ties broken by file order so the result is stable.
-  std::map<std::string, int> indegree;
-  std::map<std::string, std::vector<std::string>> downstream;
-  for (const Task& t : active.dag.tasks) {
-    indegree[t.task_id];
-    for (const std::string& up : t.depends_on) {
-      if (!active.dag.FindTask(up)) continue;  // edges to tasks outside a partial run
-      ++indegree[t.task_id];
-      downstream[up].push_back(t.task_id);
-    }
-  }
-  active.topo_order.clear();
-  active.leaves.clear();
-  std::vector<std::string> frontier;
-  for (const Task& t : active.dag.tasks) {
-    if (indegree[t.task_id] == 0) frontier.push_back(t.task_id);
-    if (downstream[t.task_id].empty()) active.leaves.insert(t.task_id);
-  }
-  while (!frontier.empty()) {
-    std::string id = frontier.front();
-    frontier.erase(frontier.begin());
-    active.topo_order.push_back(id);
-    for (const std::string& down : downstream[id]) {
-      if (--indegree[down] == 0) frontier.push_back(down);
-    }
-  }
-}
-
 Status Scheduler::LoadRun(const DagRun& run) {
   ActiveRun active;
   active.run = run;
@@ -97,7 +66,13 @@ Status Scheduler::LoadRun(const DagRun& run) {
   auto tis = store_.ListTaskInstances(run.id);
   if (!tis.ok()) return tis.status();
   active.tis = std::move(*tis);
-  IndexRun(active);
+  active.Index();
+  for (const TaskInstance& ti : active.tis) {
+    if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) continue;
+    ++running_total_;
+    ++running_by_dag_[run.dag_id];
+    ++running_by_pool_[ti.pool];
+  }
   runs_[run.id] = std::move(active);
   return Status::OK();
 }
@@ -105,6 +80,11 @@ Status Scheduler::LoadRun(const DagRun& run) {
 Status Scheduler::Recover() {
   runs_.clear();
   active_tries_.clear();
+  ready_.Clear();
+  fresh_ready_.clear();
+  running_total_ = 0;
+  running_by_dag_.clear();
+  running_by_pool_.clear();
   auto runs = store_.ListUnfinishedRuns();
   if (!runs.ok()) return runs.status();
   for (const DagRun& run : *runs) {
@@ -116,21 +96,27 @@ Status Scheduler::Recover() {
   // still alive and reports what became of the others.
   auto tries = store_.ListActiveTries();
   if (!tries.ok()) return tries.status();
+  std::map<int64_t, std::pair<int64_t, size_t>> instance_by_pk;  // ti id -> (run, index)
+  for (const TaskTry& t : *tries) instance_by_pk[t.ti_pk];
+  for (auto& [run_pk, active] : runs_) {
+    for (size_t i = 0; i < active.tis.size(); ++i) {
+      if (auto it = instance_by_pk.find(active.tis[i].id); it != instance_by_pk.end()) it->second = {run_pk, i};
+    }
+  }
   std::vector<RunningTask> to_adopt;
   for (const TaskTry& t : *tries) {
-    for (auto& [run_pk, active] : runs_) {
-      for (size_t i = 0; i < active.tis.size(); ++i) {
-        if (active.tis[i].id != t.ti_pk) continue;
-        const TaskInstance& ti = active.tis[i];
-        TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, t.try_number};
-        ActiveTry at;
-        at.run_pk = run_pk;
-        at.ti_index = i;
-        at.task_try = t;
-        active_tries_[key] = at;
-        to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path, t.external_id ? "slurm" : "local"});
-      }
-    }
+    auto [run_pk, i] = instance_by_pk[t.ti_pk];
+    auto run_it = runs_.find(run_pk);
+    if (run_it == runs_.end()) continue;
+    const ActiveRun& active = run_it->second;
+    const TaskInstance& ti = active.tis[i];
+    TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, t.try_number};
+    ActiveTry at;
+    at.run_pk = run_pk;
+    at.ti_index = i;
+    at.task_try = t;
+    active_tries_[key] = at;
+    to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path, t.external_id ? "slurm" : "local"});
   }
   if (!to_adopt.empty()) {
     std::vector<TaskInstanceKey> adopted = executor_.Adopt(to_adopt);
@@ -206,10 +192,8 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   heartbeat_ = now;
   metrics_.pool_used.clear();
   for (const auto& [pool, size] : options_.pools) metrics_.pool_used[pool] = 0;
-  for (const auto& [run_pk, active] : runs_) {
-    for (const TaskInstance& ti : active.tis) {
-      if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) ++metrics_.pool_used[ti.pool];
-    }
+  for (const auto& [pool, used] : running_by_pool_) {
+    if (used > 0) metrics_.pool_used[pool] = used;
   }
   ++metrics_.passes;
   metrics_.pass_duration.Observe(
@@ -271,11 +255,10 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       }
       if (ti.state == TaskState::kQueued) {
         ti.waiting_reason.reset();
-        ti.state = TaskState::kRunning;
         ti.pid = event.pid;
         ti.external_id = event.external_id;
         ti.start_date = at.task_try.start_date;
-        run_it->second.dirty.insert(at.ti_index);
+        SetState(run_it->second, at.ti_index, TaskState::kRunning);
       }
       return;
     }
@@ -347,11 +330,11 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   active.dirty.insert(at.ti_index);
   ti.pid.reset();
   if (success) {
-    ti.state = TaskState::kSuccess;
     ti.end_date = now;
     ti.progress = 1.0;
     ti.output = std::move(output);
     ti.waiting_reason.reset();
+    SetState(active, at.ti_index, TaskState::kSuccess);
     spdlog::info("{} succeeded", TaskInstanceKey{active.run.dag_id, active.run.run_id, ti.task_id,
                                                   ti.map_index, at.task_try.try_number}
                                       .ToString());
@@ -361,24 +344,24 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
     // Stopped because its window closed: back to the queue for the next opening, and the
     // stopped try does not count against retries.
     ti.max_tries += 1;
-    ti.state = TaskState::kScheduled;
     ti.waiting_reason = *at.cancel_reason;
+    SetState(active, at.ti_index, TaskState::kScheduled);
     return;
   }
-  const Task* task = TaskOf(active, ti);
+  const Task* task = active.TaskOf(ti);
   spdlog::warn("{} failed: {}",
                TaskInstanceKey{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index,
                                at.task_try.try_number}
                    .ToString(),
                *at.task_try.reason);
   if (task && ti.try_number < ti.max_tries) {
-    ti.state = TaskState::kUpForRetry;
     ti.next_retry_at = now + RetryDelay(*task, ti.try_number - (ti.max_tries - 1 - task->retries));
     ti.waiting_reason = "retry " + std::to_string(ti.try_number + 1) + " at " + FormatRfc3339(*ti.next_retry_at);
+    SetState(active, at.ti_index, TaskState::kUpForRetry);
   } else {
-    ti.state = TaskState::kFailed;
     ti.end_date = now;
     ti.waiting_reason.reset();
+    SetState(active, at.ti_index, TaskState::kFailed);
   }
 }
 
@@ -431,7 +414,7 @@ Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::s
   active.run = run;
   active.dag = std::move(snapshot);
   active.tis = std::move(tis);
-  IndexRun(active);
+  active.Index();
   runs_[run.id] = std::move(active);
   if (created) *created = run;
   spdlog::info("created run {}/{}", run.dag_id, run.run_id);
@@ -509,86 +492,121 @@ void Scheduler::StartQueuedRuns(TimePoint now) {
   }
 }
 
-void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
-  active.ready.clear();
-  std::map<std::string, UpstreamCounts> upstream_counts;  // per upstream task, this pass
-  for (const std::string& task_id : active.topo_order) {
-    const Task* task = active.dag.FindTask(task_id);
-    auto idx = active.by_task.find(task_id);
-    if (!task || idx == active.by_task.end()) continue;
-    for (size_t i : idx->second) {
-      TaskInstance& ti = active.tis[i];
-      if (ti.state == TaskState::kUpForRetry) {
-        if (ti.next_retry_at && *ti.next_retry_at > now) continue;
-        ti.state = TaskState::kScheduled;
-        ti.waiting_reason.reset();
-        active.dirty.insert(i);
-      }
-      if (ti.state != TaskState::kScheduled) continue;
-      // Always judged from the upstream states as they are now: a retry or a window-stopped
-      // try finds them unchanged, a cleared task waits for its cleared upstream to run again.
-      // Tallied once per upstream task and pass, not once per instance: a task mapped into
-      // 100,000 instances feeding one reducer must not cost 100,000 x 100,000 per pass.
-      // Topological order guarantees every upstream instance was decided before this one.
-      UpstreamCounts counts;
-      for (const std::string& up : task->depends_on) {
-        auto memo = upstream_counts.find(up);
-        if (memo == upstream_counts.end()) {
-          std::vector<TaskState> states;
-          if (auto up_idx = active.by_task.find(up); up_idx != active.by_task.end()) {
-            for (size_t j : up_idx->second) states.push_back(active.tis[j].state);
-          }
-          memo = upstream_counts.emplace(up, UpstreamCounts::Of(states)).first;
+void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
+  TaskInstance& ti = active.tis[index];
+  active.dirty.insert(index);
+  const TaskState from = ti.state;
+  if (from == state) return;
+  const bool was_active = from == TaskState::kQueued || from == TaskState::kRunning;
+  const bool is_active = state == TaskState::kQueued || state == TaskState::kRunning;
+  if (was_active != is_active) {
+    const int delta = is_active ? 1 : -1;
+    running_total_ += delta;
+    running_by_dag_[active.run.dag_id] += delta;
+    running_by_pool_[ti.pool] += delta;
+  }
+  if (from == TaskState::kScheduled) ready_.Remove(active.run.id, index);
+  ti.state = state;
+  active.Recount(index, from, state);
+  if (state == TaskState::kUpForRetry) active.retries.emplace(ti.next_retry_at.value_or(TimePoint{}), index);
+}
+
+TriggerDecision Scheduler::Decide(const ActiveRun& active, const Task& task) const {
+  UpstreamCounts counts;
+  for (const std::string& up : task.depends_on) {
+    auto node = active.nodes.find(up);
+    if (node == active.nodes.end()) continue;  // outside a partial run
+    UpstreamCounts c = node->second.counts.AsUpstream();
+    counts.total += c.total;
+    counts.success += c.success;
+    counts.skipped += c.skipped;
+    counts.failed += c.failed;
+    counts.upstream_failed += c.upstream_failed;
+  }
+  return EvaluateTriggerRule(task.trigger_rule, counts);
+}
+
+void Scheduler::MakeReady(ActiveRun& active, size_t index, TimePoint now) {
+  if (ready_.Contains(active.run.id, index)) return;
+  const TaskInstance& ti = active.tis[index];
+  ready_.Push(ReadyEntry{-ti.priority_weight, active.run.logical_date, active.run.id, index});
+  ready_since_.try_emplace(ti.id, now);
+  fresh_ready_.emplace_back(active.run.id, index);
+}
+
+void Scheduler::ApplyDecision(ActiveRun& active, size_t index, const Task& task, TriggerDecision decision,
+                              TimePoint now) {
+  TaskInstance& ti = active.tis[index];
+  switch (decision) {
+    case TriggerDecision::kWait:
+      // An upstream was cleared: what was ready waits again.
+      if (ready_.Remove(active.run.id, index)) ready_since_.erase(ti.id);
+      return;
+    case TriggerDecision::kReady:
+      if (task.map.kind == MapSpec::Kind::kFrom && ti.map_index < 0) {
+        if (!ExpandFromOutput(active, index, task, now)) return;
+        for (size_t j : active.InstancesOf(task.task_id)) {
+          if (active.tis[j].state == TaskState::kScheduled) MakeReady(active, j, now);
         }
-        counts.total += memo->second.total;
-        counts.success += memo->second.success;
-        counts.skipped += memo->second.skipped;
-        counts.failed += memo->second.failed;
-        counts.upstream_failed += memo->second.upstream_failed;
+        return;
       }
-      switch (EvaluateTriggerRule(task->trigger_rule, counts)) {
-        case TriggerDecision::kWait:
-          break;
-        case TriggerDecision::kReady:
-          if (task->map.kind == MapSpec::Kind::kFrom && ti.map_index < 0) {
-            if (!ExpandFromOutput(active, i, *task, now)) break;
-            // The placeholder became instance 0; the new instances are evaluated below.
-            for (size_t j : active.by_task[task_id]) {
-              active.ready.insert(j);
-              ready_since_.try_emplace(active.tis[j].id, now);
-            }
-            goto next_task;
-          }
-          active.ready.insert(i);
-          ready_since_.try_emplace(ti.id, now);
-          break;
-        case TriggerDecision::kUpstreamFailed:
-          ti.state = TaskState::kUpstreamFailed;
-          ti.end_date = now;
-          ti.waiting_reason.reset();
-          active.dirty.insert(i);
-          break;
-        case TriggerDecision::kSkipped:
-          ti.state = TaskState::kSkipped;
-          ti.end_date = now;
-          ti.waiting_reason.reset();
-          active.dirty.insert(i);
-          break;
+      MakeReady(active, index, now);
+      return;
+    case TriggerDecision::kUpstreamFailed:
+    case TriggerDecision::kSkipped:
+      ti.end_date = now;
+      ti.waiting_reason.reset();
+      SetState(active, index,
+               decision == TriggerDecision::kSkipped ? TaskState::kSkipped : TaskState::kUpstreamFailed);
+      return;
+  }
+}
+
+void Scheduler::EvaluateRun(ActiveRun& active, TimePoint now) {
+  // Retries that came due wait again like any scheduled instance (SetState asks for them to
+  // be evaluated).
+  while (!active.retries.empty() && active.retries.begin()->first <= now) {
+    const size_t i = active.retries.begin()->second;
+    active.retries.erase(active.retries.begin());
+    TaskInstance& ti = active.tis[i];
+    if (ti.state != TaskState::kUpForRetry || (ti.next_retry_at && *ti.next_retry_at > now)) continue;
+    ti.waiting_reason.reset();
+    SetState(active, i, TaskState::kScheduled);
+  }
+  // Only what changed: tasks whose upstream counts moved, and single instances that wait
+  // again. A decision is made per task from the counters (a mapped upstream of 100,000
+  // instances costs the same as one), and applied to its instances only when it changed.
+  while (!active.tasks_to_evaluate.empty() || !active.instances_to_evaluate.empty()) {
+    if (!active.tasks_to_evaluate.empty()) {
+      const std::string task_id = active.tasks_to_evaluate.begin()->second;
+      active.tasks_to_evaluate.erase(active.tasks_to_evaluate.begin());
+      TaskNode& node = active.nodes.at(task_id);
+      const Task& task = active.dag.tasks[node.task_index];
+      const TriggerDecision decision = Decide(active, task);
+      if (node.applied == decision) continue;
+      node.applied = decision;
+      const std::vector<size_t> instances = node.instances;  // a `from` expansion appends
+      for (size_t i : instances) {
+        if (active.tis[i].state == TaskState::kScheduled) ApplyDecision(active, i, task, decision, now);
       }
+      continue;
     }
-  next_task:;
+    const size_t i = *active.instances_to_evaluate.begin();
+    active.instances_to_evaluate.erase(active.instances_to_evaluate.begin());
+    if (active.tis[i].state != TaskState::kScheduled) continue;
+    const Task* task = active.TaskOf(active.tis[i]);
+    if (task) ApplyDecision(active, i, *task, Decide(active, *task), now);
   }
 }
 
 const std::vector<std::string>* Scheduler::FromItems(ActiveRun& active, const Task& task) {
   auto cached = active.map_items.find(task.task_id);
   if (cached != active.map_items.end()) return &cached->second;
-  auto up = active.by_task.find(task.map.from);
-  if (up == active.by_task.end()) return nullptr;
+  if (!active.nodes.count(task.map.from)) return nullptr;
   std::vector<std::string> items;
   bool mapped_upstream = false;
   std::optional<std::string> single_output;
-  for (size_t j : up->second) {
+  for (size_t j : active.InstancesOf(task.map.from)) {
     const TaskInstance& u = active.tis[j];
     if (u.map_index >= 0) {
       mapped_upstream = true;
@@ -609,15 +627,14 @@ const std::vector<std::string>* Scheduler::FromItems(ActiveRun& active, const Ta
 bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Task& task, TimePoint now) {
   auto fail = [&](TaskState state, std::string reason) {
     TaskInstance& ti = active.tis[placeholder];
-    ti.state = state;
     ti.end_date = now;
     ti.waiting_reason = std::move(reason);
-    active.dirty.insert(placeholder);
+    SetState(active, placeholder, state);
     return false;
   };
   // A mapped upstream's outputs are the list; an unmapped one's output must be a JSON array.
   bool upstream_has_output = false;
-  for (size_t j : active.by_task[task.map.from]) {
+  for (size_t j : active.InstancesOf(task.map.from)) {
     const TaskInstance& u = active.tis[j];
     upstream_has_output = upstream_has_output || u.output.has_value() || u.map_index >= 0;
   }
@@ -625,7 +642,7 @@ bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Ta
   const std::vector<std::string>* items = FromItems(active, task);
   if (!items) {
     std::string why = "map from " + task.map.from + ": its output is not a JSON array";
-    for (size_t j : active.by_task[task.map.from]) {
+    for (size_t j : active.InstancesOf(task.map.from)) {
       if (active.tis[j].output) {
         auto parsed = ItemsFromOutput(task.map.from, *active.tis[j].output);
         if (!parsed.ok()) why = parsed.status().message();
@@ -645,8 +662,7 @@ bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Ta
       spdlog::error("cannot expand {}: {}", task.task_id, s.ToString());
       return fail(TaskState::kFailed, "cannot expand the map: " + s.message());
     }
-    active.by_task[task.task_id].push_back(active.tis.size());
-    active.tis.push_back(ti);
+    active.AddInstance(std::move(ti));
   }
   spdlog::info("{}/{}: {} expanded to {} instances", active.run.dag_id, active.run.run_id, task.task_id, items->size());
   return true;
@@ -680,7 +696,7 @@ void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
   // execution_timeout: stop the try; the executor reports it finished and it fails.
   for (auto& [key, at] : active_tries_) {
     if (at.run_pk != active.run.id || at.cancel_reason || at.task_try.state != TaskState::kRunning) continue;
-    const Task* task = TaskOf(active, active.tis[at.ti_index]);
+    const Task* task = active.TaskOf(active.tis[at.ti_index]);
     if (!task || !task->execution_timeout || !at.task_try.start_date) continue;
     if (now - *at.task_try.start_date >= *task->execution_timeout) {
       at.cancel_reason = "execution_timeout " + FormatDuration(*task->execution_timeout) + " exceeded";
@@ -706,10 +722,9 @@ void Scheduler::FailRun(ActiveRun& active, const std::string& reason, TimePoint 
     TaskInstance& ti = active.tis[i];
     if (IsFinished(ti.state)) continue;
     const bool started = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
-    ti.state = started ? TaskState::kFailed : TaskState::kSkipped;
     ti.end_date = now;
     ti.waiting_reason = reason;
-    active.dirty.insert(i);
+    SetState(active, i, started ? TaskState::kFailed : TaskState::kSkipped);
   }
   active.run.state = RunState::kFailed;
   active.run.end_date = now;
@@ -737,7 +752,7 @@ Status Scheduler::CancelRun(int64_t run_pk, const std::string& reason) {
 // ---------------------------------------------------------------------------------------------
 // User actions (API): clear and mark
 
-Result<Scheduler::ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::string& run_id) {
+Result<ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::string& run_id) {
   auto run = store_.GetRun(dag_id, run_id);
   if (!run.ok()) return run.status();
   if (!run->has_value()) return Status::NotFound("DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
@@ -775,39 +790,22 @@ void Scheduler::StopTry(ActiveRun& active, size_t index, const std::string& reas
   executor_.Cancel(key);
 }
 
-std::set<std::string> Scheduler::Downstream(const ActiveRun& active, const std::string& task_id) const {
-  std::set<std::string> found;
-  std::vector<std::string> frontier{task_id};
-  while (!frontier.empty()) {
-    std::string current = frontier.back();
-    frontier.pop_back();
-    for (const Task& t : active.dag.tasks) {
-      if (found.count(t.task_id)) continue;
-      if (std::find(t.depends_on.begin(), t.depends_on.end(), current) != t.depends_on.end()) {
-        found.insert(t.task_id);
-        frontier.push_back(t.task_id);
-      }
-    }
-  }
-  return found;
-}
-
 Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
                             bool downstream) {
   auto active_or = Activate(dag_id, run_id);
   if (!active_or.ok()) return active_or.status();
   ActiveRun& active = **active_or;
-  if (!active.by_task.count(task_id)) {
+  if (!active.nodes.count(task_id)) {
     return Status::NotFound("task \"" + task_id + "\" not found in run \"" + run_id + "\"");
   }
   std::set<std::string> targets{task_id};
-  if (downstream) targets.merge(Downstream(active, task_id));
+  if (downstream) targets.merge(active.Downstream(task_id));
   for (const std::string& id : targets) {
-    const Task* task = active.dag.FindTask(id);
-    for (size_t i : active.by_task[id]) {
+    const Task* task = active.FindTask(id);
+    for (size_t i : active.InstancesOf(id)) {
       TaskInstance& ti = active.tis[i];
       if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, "cleared");
-      ti.state = TaskState::kScheduled;
+      SetState(active, i, TaskState::kScheduled);
       ti.max_tries = ti.try_number + (task ? task->retries : 0) + 1;
       cache_bypass_.insert(ti.id);  // a user asked for it to run again
       ti.start_date.reset();
@@ -838,29 +836,27 @@ Status Scheduler::MarkTask(const std::string& dag_id, const std::string& run_id,
   auto active_or = Activate(dag_id, run_id);
   if (!active_or.ok()) return active_or.status();
   ActiveRun& active = **active_or;
-  if (!active.by_task.count(task_id)) {
+  if (!active.nodes.count(task_id)) {
     return Status::NotFound("task \"" + task_id + "\" not found in run \"" + run_id + "\"");
   }
   const TimePoint now = clock_.Now();
   const std::string reason = "marked " + std::string(ToString(state)) + " by a user";
-  for (size_t i : active.by_task[task_id]) {
+  for (size_t i : active.InstancesOf(task_id)) {
     TaskInstance& ti = active.tis[i];
     if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, reason);
-    ti.state = state;
     ti.end_date = now;
     ti.next_retry_at.reset();
     ti.waiting_reason.reset();
     ti.pid.reset();
-    active.dirty.insert(i);
+    SetState(active, i, state);
   }
   // Downstream states that were only derived (never ran) are decided again from here.
-  for (const std::string& id : Downstream(active, task_id)) {
-    for (size_t i : active.by_task[id]) {
+  for (const std::string& id : active.Downstream(task_id)) {
+    for (size_t i : active.InstancesOf(id)) {
       TaskInstance& ti = active.tis[i];
       if ((ti.state == TaskState::kUpstreamFailed || ti.state == TaskState::kSkipped) && ti.try_number == 0) {
-        ti.state = TaskState::kScheduled;
         ti.end_date.reset();
-        active.dirty.insert(i);
+        SetState(active, i, TaskState::kScheduled);
       }
     }
   }
@@ -887,13 +883,13 @@ Status Scheduler::MarkRun(const std::string& dag_id, const std::string& run_id, 
     if (IsFinished(ti.state)) continue;
     const bool started = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
     if (started) StopTry(active, i, reason);
-    ti.state = state == RunState::kSuccess ? TaskState::kSuccess
-               : started                   ? TaskState::kFailed
-                                           : TaskState::kSkipped;
     ti.end_date = now;
     ti.waiting_reason.reset();
     ti.next_retry_at.reset();
-    active.dirty.insert(i);
+    SetState(active, i,
+             state == RunState::kSuccess ? TaskState::kSuccess
+             : started                   ? TaskState::kFailed
+                                         : TaskState::kSkipped);
   }
   active.run.state = state;
   active.run.end_date = now;
@@ -910,7 +906,7 @@ void Scheduler::EnforceWindows(TimePoint now) {
     if (at.cancel_reason) continue;
     auto run_it = runs_.find(at.run_pk);
     if (run_it == runs_.end()) continue;
-    const Task* task = TaskOf(run_it->second, run_it->second.tis[at.ti_index]);
+    const Task* task = run_it->second.TaskOf(run_it->second.tis[at.ti_index]);
     if (!task) continue;
     std::optional<std::string> name = WindowOf(run_it->second, *task);
     if (!name) continue;
@@ -926,13 +922,13 @@ void Scheduler::EnforceWindows(TimePoint now) {
 }
 
 void Scheduler::FinishRunIfDone(ActiveRun& active, TimePoint now) {
+  if (active.counts.Finished() != active.counts.total) return;
   bool failed = false;
-  for (const TaskInstance& ti : active.tis) {
-    if (!IsFinished(ti.state)) return;
-    if ((ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) &&
-        active.leaves.count(ti.task_id)) {
-      failed = true;
-    }
+  for (const std::string& leaf : active.leaves) {
+    auto node = active.nodes.find(leaf);
+    if (node == active.nodes.end()) continue;
+    const StateCounts& c = node->second.counts;
+    failed = failed || c.Of(TaskState::kFailed) + c.Of(TaskState::kUpstreamFailed) > 0;
   }
   active.run.state = failed ? RunState::kFailed : RunState::kSuccess;
   active.run.end_date = now;
@@ -971,122 +967,112 @@ void Scheduler::SetWaitingReason(ActiveRun& active, size_t index, std::optional<
 }
 
 void Scheduler::Dispatch(TimePoint now) {
-  struct Candidate {
-    ActiveRun* run;
-    size_t index;
-  };
-  std::vector<Candidate> candidates;
-  int running_total = 0;
-  std::map<std::string, int> running_by_dag;
-  std::map<std::string, int> running_by_pool;
-  for (auto& [run_pk, active] : runs_) {
-    for (const TaskInstance& ti : active.tis) {
-      if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) {
-        ++running_total;
-        ++running_by_dag[active.run.dag_id];
-        ++running_by_pool[ti.pool];
-      }
-    }
-    if (active.run.state != RunState::kRunning) continue;
-    for (size_t i : active.ready) candidates.push_back({&active, i});
-  }
-  // Saturated (the common case in a big run): no candidate can start, so skip the sort and
-  // give them all the same reason, built once.
-  // A closed window is the first reason a task waits; each window is judged once per pass.
-  std::map<std::string, std::optional<std::string>> window_closed;  // name -> reason when closed
-  auto closed_window_reason = [&](const ActiveRun& active, const Task& task) -> const std::optional<std::string>& {
-    static const std::optional<std::string> kOpen;
-    if (!options_.respect_windows) return kOpen;
-    std::optional<std::string> name = WindowOf(active, task);
-    if (!name) return kOpen;
-    auto [it, inserted] = window_closed.try_emplace(*name);
-    if (inserted) {
-      auto w = options_.windows.find(*name);
+  // Each window is judged once per pass: the reason when it is closed, nullopt when open.
+  std::map<std::string, std::optional<std::string>> window_closed;
+  auto closed_reason = [&](const std::string& name) -> const std::optional<std::string>& {
+    auto [it, inserted] = window_closed.try_emplace(name);
+    if (inserted && options_.respect_windows) {
+      auto w = options_.windows.find(name);
       if (w != options_.windows.end() && !w->second.IsOpen(now)) {
         std::optional<TimePoint> open = w->second.NextOpen(now);
-        it->second = "window " + *name + " closed until " +
+        it->second = "window " + name + " closed until " +
                      (open ? FormatRfc3339In(*open, w->second.timezone()) : std::string("never"));
       }
     }
     return it->second;
   };
-  if (running_total >= options_.parallelism) {
-    const std::string reason = "parallelism reached (" + std::to_string(running_total) + "/" +
-                               std::to_string(options_.parallelism) + ")";
-    for (const Candidate& c : candidates) {
-      const Task* task = TaskOf(*c.run, c.run->tis[c.index]);
-      if (!task) continue;
-      const std::optional<std::string>& closed = closed_window_reason(*c.run, *task);
-      const std::string& why = closed ? *closed : reason;
-      if (c.run->tis[c.index].waiting_reason != why) SetWaitingReason(*c.run, c.index, why);
-    }
-    return;
+  // What waited for a window that is open now may start.
+  for (const std::string& name : ready_.ParkedWindows()) {
+    if (!closed_reason(name)) ready_.Unpark(name);
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    const TaskInstance& x = a.run->tis[a.index];
-    const TaskInstance& y = b.run->tis[b.index];
-    if (x.priority_weight != y.priority_weight) return x.priority_weight > y.priority_weight;
-    if (a.run->run.logical_date != b.run->run.logical_date) return a.run->run.logical_date < b.run->run.logical_date;
-    if (a.run->run.id != b.run->run.id) return a.run->run.id < b.run->run.id;
-    return a.index < b.index;
-  });
-
-  for (const Candidate& c : candidates) {
-    ActiveRun& active = *c.run;
-    TaskInstance& ti = active.tis[c.index];
-    const Task* task = TaskOf(active, ti);
-    if (!task) continue;
-    if (const std::optional<std::string>& closed = closed_window_reason(active, *task)) {
-      SetWaitingReason(active, c.index, *closed);
+  // From the front, until parallelism is used up: a pass costs what it starts plus what it
+  // steps over (limits of a DAG or pool), never the whole backlog.
+  std::set<std::pair<int64_t, size_t>> blocked;  // stepped over above, with their own reason
+  const ReadyQueue::Queue& queue = ready_.queue();
+  for (auto it = queue.begin(); it != queue.end() && running_total_ < options_.parallelism;) {
+    const ReadyEntry entry = *it++;  // advance first: the entry may leave the queue below
+    auto run_it = runs_.find(entry.run_pk);
+    if (run_it == runs_.end()) {
+      ready_.Remove(entry.run_pk, entry.index);
       continue;
     }
-    if (running_total >= options_.parallelism) {
-      SetWaitingReason(active, c.index, "parallelism reached (" + std::to_string(running_total) + "/" +
-                                            std::to_string(options_.parallelism) + ")");
+    ActiveRun& active = run_it->second;
+    if (active.run.state != RunState::kRunning) continue;
+    TaskInstance& ti = active.tis[entry.index];
+    const Task* task = active.TaskOf(ti);
+    if (!task || ti.state != TaskState::kScheduled) {
+      ready_.Remove(entry.run_pk, entry.index);
       continue;
     }
-    int& dag_running = running_by_dag[active.run.dag_id];
+    if (std::optional<std::string> window = WindowOf(active, *task)) {
+      if (const std::optional<std::string>& closed = closed_reason(*window)) {
+        SetWaitingReason(active, entry.index, *closed);
+        ready_.Park(entry, *window);
+        blocked.emplace(entry.run_pk, entry.index);
+        continue;
+      }
+    }
+    int& dag_running = running_by_dag_[active.run.dag_id];
     if (dag_running >= active.dag.max_active_tasks) {
-      SetWaitingReason(active, c.index, "max_active_tasks reached (" + std::to_string(dag_running) + "/" +
-                                            std::to_string(active.dag.max_active_tasks) + ")");
+      SetWaitingReason(active, entry.index, "max_active_tasks reached (" + std::to_string(dag_running) + "/" +
+                                                std::to_string(active.dag.max_active_tasks) + ")");
+      blocked.emplace(entry.run_pk, entry.index);
       continue;
     }
     auto pool_size = options_.pools.find(ti.pool);
-    int& pool_used = running_by_pool[ti.pool];
+    const int pool_used = running_by_pool_[ti.pool];
     if (pool_size != options_.pools.end() && pool_used >= pool_size->second) {
-      SetWaitingReason(active, c.index, "pool " + ti.pool + " full (" + std::to_string(pool_used) + "/" +
-                                            std::to_string(pool_size->second) + ")");
+      SetWaitingReason(active, entry.index, "pool " + ti.pool + " full (" + std::to_string(pool_used) + "/" +
+                                                std::to_string(pool_size->second) + ")");
+      blocked.emplace(entry.run_pk, entry.index);
       continue;
     }
-    // Start it: queued and its try recorded in this pass's transaction, submitted after it.
-    ++running_total;
-    ++dag_running;
-    ++pool_used;
-    ti.state = TaskState::kQueued;
-    ti.try_number += 1;
-    ti.queued_at = now;
-    ti.waiting_reason.reset();
-    ti.progress.reset();
-    active.dirty.insert(c.index);
-    ActiveTry at;
-    at.run_pk = active.run.id;
-    at.ti_index = c.index;
-    at.task_try.ti_pk = ti.id;
-    at.task_try.try_number = ti.try_number;
-    at.task_try.state = TaskState::kQueued;
-    at.task_try.log_path = LogPath(active, ti, ti.try_number);
-    at.dirty = true;
-    TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
-    TaskSpec spec = MakeSpec(active, ti, at.task_try.log_path);
-    if (task->cache.enabled && TryCache(active, c.index, *task, spec, at, now)) {
-      --running_total;  // nothing runs: the slot stays free
-      --dag_running;
-      --pool_used;
-    } else {
-      to_submit_.push_back(std::move(spec));
-    }
-    active_tries_[key] = std::move(at);
+    Start(active, entry.index, *task, now);
   }
+  // What became ready this pass and could not start says why (what waited before keeps its
+  // reason: parallelism is reached in the same way pass after pass).
+  if (running_total_ >= options_.parallelism) {
+    const std::string reason = "parallelism reached (" + std::to_string(running_total_) + "/" +
+                               std::to_string(options_.parallelism) + ")";
+    for (const auto& [run_pk, index] : fresh_ready_) {
+      auto run_it = runs_.find(run_pk);
+      if (run_it == runs_.end() || !ready_.Contains(run_pk, index) || blocked.count({run_pk, index})) continue;
+      ActiveRun& active = run_it->second;
+      const Task* task = active.TaskOf(active.tis[index]);
+      if (!task || active.tis[index].state != TaskState::kScheduled) continue;
+      std::optional<std::string> window = WindowOf(active, *task);
+      if (window && closed_reason(*window)) {
+        SetWaitingReason(active, index, *closed_reason(*window));
+        ready_.Park(ReadyEntry{-active.tis[index].priority_weight, active.run.logical_date, run_pk, index}, *window);
+      } else {
+        SetWaitingReason(active, index, reason);
+      }
+    }
+  }
+  fresh_ready_.clear();
+}
+
+void Scheduler::Start(ActiveRun& active, size_t index, const Task& task, TimePoint now) {
+  // Queued and its try recorded in this pass's transaction, submitted after it.
+  TaskInstance& ti = active.tis[index];
+  ti.try_number += 1;
+  ti.queued_at = now;
+  ti.waiting_reason.reset();
+  ti.progress.reset();
+  SetState(active, index, TaskState::kQueued);
+  ActiveTry at;
+  at.run_pk = active.run.id;
+  at.ti_index = index;
+  at.task_try.ti_pk = ti.id;
+  at.task_try.try_number = ti.try_number;
+  at.task_try.state = TaskState::kQueued;
+  at.task_try.log_path = LogPath(active, ti, ti.try_number);
+  at.dirty = true;
+  TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
+  TaskSpec spec = MakeSpec(active, ti, at.task_try.log_path);
+  // A cache hit finishes the instance at once (TryCache sets it success): nothing runs.
+  if (!task.cache.enabled || !TryCache(active, index, task, spec, at, now)) to_submit_.push_back(std::move(spec));
+  active_tries_[key] = std::move(at);
 }
 
 bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, const TaskSpec& spec, ActiveTry& at,
@@ -1118,12 +1104,12 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
   at.task_try.start_date = now;
   at.task_try.end_date = now;
   at.task_try.exit_code = 0;
-  ti.state = TaskState::kSuccess;
   ti.cached = true;
   ti.output = (*hit)->output;
   ti.start_date = now;
   ti.end_date = now;
   ti.progress = 1.0;
+  SetState(active, index, TaskState::kSuccess);
   spdlog::info("{}: cache hit", spec.key.ToString());
   return true;
 }
@@ -1140,7 +1126,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
   spec.key = {active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   spec.log_path = log_path;
   spec.output_path = log_path.substr(0, log_path.size() - 4) + ".output.json";
-  const Task* task = TaskOf(active, ti);
+  const Task* task = active.TaskOf(ti);
   std::filesystem::path dag_dir = std::filesystem::path(active.dag.file_path).parent_path();
   if (task) {
     spec.command = task->command;
@@ -1151,6 +1137,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
   // Empty: the daemon's default executor. Callbacks (no task) always run on this machine.
   spec.executor = task ? task->executor.value_or("") : "local";
   spec.slurm = active.dag.slurm;
+  spec.limits = task ? options_.limits.OverriddenBy(task->limits) : options_.limits;
   if (task) {
     const SlurmTaskOptions& own = task->slurm;
     if (own.partition) spec.slurm.partition = own.partition;
@@ -1202,11 +1189,9 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
   // named by NIGHTSHIFT_INPUT_<UPSTREAM>_FILE.
   if (task) {
     for (const std::string& up : task->depends_on) {
-      auto up_idx = active.by_task.find(up);
-      if (up_idx == active.by_task.end()) continue;
       std::optional<std::string> value;
       std::vector<std::pair<int, const TaskInstance*>> mapped;
-      for (size_t j : up_idx->second) {
+      for (size_t j : active.InstancesOf(up)) {
         const TaskInstance& u = active.tis[j];
         if (u.map_index >= 0) {
           mapped.emplace_back(u.map_index, &u);
@@ -1244,10 +1229,6 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-const Task* Scheduler::TaskOf(const ActiveRun& active, const TaskInstance& ti) const {
-  return active.dag.FindTask(ti.task_id);
-}
-
 std::optional<std::string> Scheduler::WindowOf(const ActiveRun& active, const Task& task) const {
   if (task.window) return task.window;
   return active.dag.window;
@@ -1268,7 +1249,14 @@ RunProgress RunProgress::Of(std::span<const TaskInstance> task_instances) {
 std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
   auto it = runs_.find(run_pk);
   if (it == runs_.end()) return std::nullopt;
-  return RunProgress::Of(it->second.tis);
+  const StateCounts& c = it->second.counts;
+  RunProgress p;
+  p.total = c.total;
+  p.done = c.Finished();
+  p.running = c.Active();
+  p.failed = c.Of(TaskState::kFailed) + c.Of(TaskState::kUpstreamFailed);
+  p.success = c.Of(TaskState::kSuccess);
+  return p;
 }
 
 std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
@@ -1283,27 +1271,31 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
       if (paused != paused_.end() && !paused->second) consider(NextIntervalEnd(dag, now));
     }
   }
-  std::set<std::string> windows_in_use;
+  // Windows matter to what waits parked for one to open and to running tries a closing one
+  // stops; nothing else needs a pass when a window changes.
+  std::vector<std::string> parked = ready_.ParkedWindows();
+  std::set<std::string> windows_in_use(parked.begin(), parked.end());
   for (const auto& [run_pk, active] : runs_) {
     if (active.dag.dagrun_timeout && active.run.start_date) {
       consider(*active.run.start_date + *active.dag.dagrun_timeout);
     }
-    for (size_t i = 0; i < active.tis.size(); ++i) {
-      const TaskInstance& ti = active.tis[i];
-      if (ti.state == TaskState::kUpForRetry) consider(ti.next_retry_at);
-      if (ti.state == TaskState::kScheduled || ti.state == TaskState::kRunning) {
-        const Task* task = TaskOf(active, ti);
-        if (task) {
-          if (auto w = WindowOf(active, *task)) windows_in_use.insert(*w);
-        }
-      }
+    if (!active.retries.empty()) consider(active.retries.begin()->first);
+    // Left to evaluate (a cache hit or a user action changed states after this pass's
+    // evaluation): the next pass is due now.
+    if (active.run.state == RunState::kRunning &&
+        (!active.tasks_to_evaluate.empty() || !active.instances_to_evaluate.empty())) {
+      consider(now);
     }
   }
   for (const auto& [key, at] : active_tries_) {
     auto run_it = runs_.find(at.run_pk);
-    if (run_it == runs_.end() || !at.task_try.start_date) continue;
-    const Task* task = TaskOf(run_it->second, run_it->second.tis[at.ti_index]);
-    if (task && task->execution_timeout) consider(*at.task_try.start_date + *task->execution_timeout);
+    if (run_it == runs_.end()) continue;
+    const Task* task = run_it->second.TaskOf(run_it->second.tis[at.ti_index]);
+    if (!task) continue;
+    if (auto w = WindowOf(run_it->second, *task)) windows_in_use.insert(*w);
+    if (task->execution_timeout && at.task_try.start_date) {
+      consider(*at.task_try.start_date + *task->execution_timeout);
+    }
   }
   if (options_.respect_windows) {
     for (const std::string& name : windows_in_use) {

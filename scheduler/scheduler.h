@@ -20,6 +20,8 @@
 #include "core/time.h"
 #include "core/window.h"
 #include "executor/executor.h"
+#include "scheduler/active_run.h"
+#include "scheduler/ready_queue.h"
 #include "scheduler/metrics.h"
 #include "store/store.h"
 
@@ -34,6 +36,7 @@ struct SchedulerOptions {
   std::string logs_dir;  // <state_dir>/logs
   size_t max_runs_created_per_pass = 64;  // catchup creates many; spread them over passes
   bool use_cache = true;                  // false: `nightshift run --no-cache`
+  TaskLimits limits;                      // the config's `limits:`; a task's own fields win
 
   static SchedulerOptions FromConfig(const Config& config);
 };
@@ -104,19 +107,6 @@ class Scheduler {
   bool IsActive(int64_t run_pk) const { return runs_.count(run_pk) > 0; }
 
  private:
-  struct ActiveRun {
-    DagRun run;
-    Dag dag;                                            // the snapshot the run started with
-    std::vector<TaskInstance> tis;
-    std::map<std::string, std::vector<size_t>> by_task;  // task_id -> indices into tis
-    std::vector<std::string> topo_order;                 // task_ids, upstream before downstream
-    std::set<std::string> leaves;                        // tasks nothing depends on
-    std::set<size_t> ready;                              // indices whose trigger rule passed
-    std::set<size_t> dirty;                              // indices to write this pass
-    bool run_dirty = false;
-    // Items of `map: {from: ...}` tasks once expanded, as NIGHTSHIFT_MAP_ITEM sees them.
-    std::map<std::string, std::vector<std::string>> map_items;
-  };
   struct ActiveTry {
     int64_t run_pk = 0;
     size_t ti_index = 0;
@@ -133,8 +123,14 @@ class Scheduler {
   Status CommitAction();
   // Stops the try of a queued or running task instance (the try fails with `reason`).
   void StopTry(ActiveRun& active, size_t index, const std::string& reason);
-  std::set<std::string> Downstream(const ActiveRun& active, const std::string& task_id) const;
-  void IndexRun(ActiveRun& active);
+  // Every change of a task instance's state goes through here: it keeps the run's counts,
+  // the running totals, the ready queue and the retry timers right.
+  void SetState(ActiveRun& active, size_t index, TaskState state);
+  // The trigger decision for a task from its upstream counters.
+  TriggerDecision Decide(const ActiveRun& active, const Task& task) const;
+  // Applies a decision to one waiting instance (a `from` task expands on its first kReady).
+  void ApplyDecision(ActiveRun& active, size_t index, const Task& task, TriggerDecision decision, TimePoint now);
+  void MakeReady(ActiveRun& active, size_t index, TimePoint now);
   void HandleEvent(const ExecutorEvent& event, TimePoint now);
   void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now);
   Status CreateScheduledRuns(TimePoint now);
@@ -154,11 +150,12 @@ class Scheduler {
   void FailRun(ActiveRun& active, const std::string& reason, TimePoint now);
   void FinishRunIfDone(ActiveRun& active, TimePoint now);
   void Dispatch(TimePoint now);
+  // Queues the try of a ready instance (or finishes it from the cache).
+  void Start(ActiveRun& active, size_t index, const Task& task, TimePoint now);
   TaskSpec MakeSpec(ActiveRun& active, const TaskInstance& ti, const std::string& log_path);
   std::string LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const;
   Status Persist();
   std::optional<TimePoint> NextWake(TimePoint now) const;
-  const Task* TaskOf(const ActiveRun& active, const TaskInstance& ti) const;
   std::optional<std::string> WindowOf(const ActiveRun& active, const Task& task) const;
   void SetWaitingReason(ActiveRun& active, size_t index, std::optional<std::string> reason);
   // For a task with `cache:`: records the try's cache key and, when it matches the last
@@ -180,6 +177,13 @@ class Scheduler {
   std::vector<TaskSpec> to_submit_;    // queued this pass; submitted after the commit
   std::vector<ExecutorEvent> submit_failures_;  // tries the executor refused; handled next pass
   std::vector<int64_t> finished_runs_;  // unloaded after the commit
+  ReadyQueue ready_;
+  std::vector<std::pair<int64_t, size_t>> fresh_ready_;  // became ready this pass
+  // Tries queued or running, kept as states change: what parallelism, max_active_tasks and
+  // pools are checked against.
+  int running_total_ = 0;
+  std::map<std::string, int> running_by_dag_;
+  std::map<std::string, int> running_by_pool_;
   std::map<std::string, std::optional<TimePoint>> last_scheduled_;  // dag_id -> newest logical_date
   std::map<std::string, bool> paused_;  // dag_id -> is_paused, refreshed each pass
   std::map<int64_t, TimePoint> ready_since_;  // task instance id -> when it became ready
