@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "executor/task_protocol.h"
+#include "executor/wrapper_spawner.h"
 
 extern char** environ;
 
@@ -85,13 +86,37 @@ bool IsWrapperFor(pid_t pid, const std::string& status_path) {
   return false;
 }
 
-// Whether `pid` is this try's wrapper, alive. With the start time from its pid file that
-// rules out a reused pid; the command line also rules out a pid file from before a reboot
-// whose pid and start time (ticks since boot) happen to recur.
-bool IsLiveWrapper(pid_t pid, std::optional<uint64_t> start_time, const std::string& status_path) {
+// When this machine booted (btime in /proc/stat).
+std::optional<TimePoint> BootTime() {
+  FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return std::nullopt;
+  char line[256];
+  std::optional<TimePoint> boot;
+  while (std::fgets(line, sizeof line, f)) {
+    long long seconds = 0;
+    if (std::sscanf(line, "btime %lld", &seconds) == 1) {
+      boot = TimePoint(std::chrono::seconds(seconds));
+      break;
+    }
+  }
+  std::fclose(f);
+  return boot;
+}
+
+// Whether `pid` is this try's wrapper, alive. The start time from its pid file rules out a
+// reused pid; a pid file written since this boot rules out one from before a reboot whose pid
+// and start time (ticks since boot) happen to recur. Wrappers forked by the WrapperSpawner
+// carry the daemon's command line, so the command line is only the fallback, for a wrapper
+// exec'ed without a pid file yet.
+bool IsLiveWrapper(pid_t pid, std::optional<uint64_t> start_time, const TaskSidecarPaths& paths) {
   auto stat = ReadProcStat(pid);
   if (!stat || stat->state == 'Z' || (start_time && stat->start_time != *start_time)) return false;
-  return IsWrapperFor(pid, status_path);
+  if (start_time) {
+    std::optional<TimePoint> written = FileModifiedAt(paths.pid);
+    std::optional<TimePoint> boot = BootTime();
+    if (written && boot && *written >= *boot) return true;
+  }
+  return IsWrapperFor(pid, paths.status);
 }
 
 }  // namespace
@@ -117,6 +142,7 @@ struct LocalExecutor::Running {
   std::string partial;                // an unfinished line of `out`
   bool exited = false;                // the wrapper is gone; its last output may still be on its way
   std::optional<int> wrapper_status;  // its wait status, when it was ours to reap
+  std::string wrapper_error;          // its "error ..." line: why it did not start the command
   bool done = false;                  // final event queued; late handlers do nothing
 };
 
@@ -153,7 +179,7 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
     return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + paths.status);
   }
   if (auto pid_file = ReadPidFile(paths.pid);
-      pid_file.ok() && IsLiveWrapper(pid_file->pid, pid_file->start_time, paths.status)) {
+      pid_file.ok() && IsLiveWrapper(pid_file->pid, pid_file->start_time, paths)) {
     return Status::AlreadyExists(spec.key.ToString() + " is still running (task wrapper pid " +
                                  std::to_string(pid_file->pid) + "); adopt it instead");
   }
@@ -173,6 +199,7 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   args.cwd = spec.cwd;
   args.kill_grace_ms = options_.kill_grace.count();
   args.command = spec.command;
+  args.limits = spec.limits;
   std::vector<std::string> argv_strings = args.ToArgv(options_.wrapper_argv0);
   std::vector<std::string> env_strings = TaskEnvironment(spec);
   std::vector<char*> argv = CStrings(argv_strings);
@@ -180,6 +207,22 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
 
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return Status::IOError(std::string("pipe: ") + std::strerror(errno));
+
+  if (WrapperSpawner* spawner = options_.use_spawner ? WrapperSpawner::Global() : nullptr) {
+    auto spawned = spawner->Spawn(argv_strings, env_strings, out[1]);
+    if (spawned.ok()) {
+      ::close(out[1]);
+      auto entry = std::make_shared<Running>(io_);
+      entry->key = spec.key;
+      entry->pid = spawned->pid;
+      entry->paths = paths;
+      entry->spawned_here = false;  // the spawner's child: it reaps it
+      entry->out.assign(out[0]);
+      if (spawned->pidfd >= 0) entry->pidfd.assign(spawned->pidfd);
+      return Started(entry);
+    }
+    // Not fatal: the spawner is gone (it says so once) and the wrapper is exec'ed below.
+  }
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -223,12 +266,15 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   entry->out.assign(out[0]);
   // Our unreaped child, so the pid cannot have been reused yet.
   if (int fd = PidfdOpen(pid); fd >= 0) entry->pidfd.assign(fd);
-  running_[spec.key] = entry;
+  return Started(entry);
+}
 
+Status LocalExecutor::Started(const std::shared_ptr<Running>& entry) {
+  running_[entry->key] = entry;
   ExecutorEvent started;
   started.kind = ExecutorEvent::Kind::kStarted;
-  started.key = spec.key;
-  started.pid = pid;
+  started.key = entry->key;
+  started.pid = entry->pid;
   started.at = Now();
   Emit(std::move(started));
   Follow(entry);
@@ -297,7 +343,7 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
       // Open first, then check identity: a pidfd opened before the check keeps naming the
       // process we checked even if it exits and its pid is reused right after.
       if (int fd = PidfdOpen(pid); fd >= 0) {
-        if (IsLiveWrapper(pid, start_time, paths.status)) {
+        if (IsLiveWrapper(pid, start_time, paths)) {
           auto entry = std::make_shared<Running>(io_);
           entry->key = task.key;
           entry->pid = pid;
@@ -362,7 +408,9 @@ void LocalExecutor::OnOutput(Running& entry, std::string_view chunk) {
   std::optional<double> latest;  // a burst of updates makes one event
   size_t start = 0;
   for (size_t nl; (nl = entry.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-    if (auto p = ParseProgressReport(std::string_view(entry.partial).substr(start, nl - start))) latest = p;
+    const std::string_view line = std::string_view(entry.partial).substr(start, nl - start);
+    if (auto p = ParseProgressReport(line)) latest = p;
+    if (auto error = ParseWrapperError(line)) entry.wrapper_error = std::move(*error);
   }
   entry.partial.erase(0, start);
   if (entry.partial.size() > kMaxPendingReportLine) entry.partial.clear();  // not ours to parse
@@ -422,7 +470,9 @@ void LocalExecutor::Finish(const std::shared_ptr<Running>& entry) {
   if (status && WIFEXITED(*status) && WEXITSTATUS(*status) == kWrapperRefusedExit) {
     lost = "another task wrapper already runs this try (or it already ran); not started again";
   } else if (status && WIFEXITED(*status) && WEXITSTATUS(*status) == kWrapperSetupFailedExit) {
-    lost = "task wrapper could not start the command (see its message in the log or the daemon's stderr)";
+    lost = entry->wrapper_error.empty()
+               ? "task wrapper could not start the command (see its message in the log or the daemon's stderr)"
+               : "task wrapper could not start the command: " + entry->wrapper_error;
   } else if (status) {
     lost += " (" + DescribeWaitStatus(*status) + ")";
   }

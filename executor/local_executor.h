@@ -57,6 +57,9 @@ struct LocalExecutorOptions {
   std::chrono::milliseconds kill_grace{10000};
   // Stamps events. Default (nullptr): the system clock.
   const Clock* clock = nullptr;
+  // Start wrappers through the process's WrapperSpawner when one was started (a fork instead
+  // of an exec of wrapper_argv0); without one, or when it fails, wrapper_argv0 is exec'ed.
+  bool use_spawner = true;
 };
 
 class LocalExecutor final : public Executor {
@@ -97,6 +100,8 @@ class LocalExecutor final : public Executor {
  private:
   struct Running;
 
+  // Records a wrapper that just started, reports it and follows it to its end.
+  Status Started(const std::shared_ptr<Running>& entry);
   void Follow(const std::shared_ptr<Running>& entry);
   void ReadOutput(const std::shared_ptr<Running>& entry);
   void OnOutput(Running& entry, std::string_view chunk);

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +33,9 @@ constexpr size_t kMaxHeldLine = 4096;
 // Output copied per poll round, so that a command printing without pause cannot delay our
 // reaction to a stop request.
 constexpr size_t kMaxReadPerRound = 1 << 20;
+// RLIMIT_CPU's soft limit sends SIGXCPU; the hard limit, this much later, SIGKILL for a command
+// that catches or ignores SIGXCPU.
+constexpr rlim_t kCpuTimeKillAfterSeconds = 5;
 
 std::string_view TrimBlanks(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -57,13 +61,47 @@ int64_t MonotonicMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-void WriteFully(int fd, std::string_view data) {
+// 0, or the errno of the write that failed.
+int WriteFully(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // a full disk must not stop us from draining the task's output
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
     data.remove_prefix(static_cast<size_t>(n));
   }
+  return 0;
+}
+
+rlim_t CpuSeconds(Duration cpu_time) {
+  return static_cast<rlim_t>((cpu_time.count() + 999) / 1000);  // a limit of 1.5s allows 2
+}
+
+// Applies `limits` to the calling process (the command, just before exec). The error text, or
+// empty when all were applied.
+std::string ApplyProcessLimits(const TaskLimits& limits) {
+  auto set = [](int resource, rlim_t soft, rlim_t hard, std::string_view name) -> std::string {
+    const rlimit value{soft, hard};
+    if (::setrlimit(resource, &value) == 0) return "";
+    return "cannot set limits." + std::string(name) + ": " + std::strerror(errno);
+  };
+  std::string error;
+  if (limits.cpu_time && error.empty()) {
+    const rlim_t seconds = CpuSeconds(*limits.cpu_time);
+    error = set(RLIMIT_CPU, seconds, seconds + kCpuTimeKillAfterSeconds, "cpu_time");
+  }
+  if (limits.address_space && error.empty()) {
+    const auto bytes = static_cast<rlim_t>(*limits.address_space);
+    error = set(RLIMIT_AS, bytes, bytes, "address_space");
+  }
+  if (limits.open_files && error.empty()) {
+    const auto files = static_cast<rlim_t>(*limits.open_files);
+    error = set(RLIMIT_NOFILE, files, files, "open_files");
+  }
+  if (limits.nice && error.empty() && ::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
+    error = "cannot set limits.nice: " + std::string(std::strerror(errno));
+  }
+  return error;
 }
 
 // Runs in the forked child; never returns. The wrapper is single-threaded, so the child may
@@ -94,6 +132,11 @@ void WriteFully(int fd, std::string_view data) {
     WriteFully(2, msg);
     ::_exit(127);
   }
+  // Last, so that nothing of ours runs under them.
+  if (std::string error = ApplyProcessLimits(args.limits); !error.empty()) {
+    WriteFully(2, "nightshift: " + error + "\n");
+    ::_exit(126);
+  }
   ::execl("/bin/sh", "sh", "-c", args.command.c_str(), static_cast<char*>(nullptr));
   std::string msg = std::string("nightshift: cannot run /bin/sh: ") + std::strerror(errno) + "\n";
   WriteFully(2, msg);
@@ -118,6 +161,8 @@ class Wrapper {
   void Note(const std::string& text);
   bool ReadPipe(size_t limit);  // false at end of file
   void OnOutput(std::string_view chunk);
+  void WriteLog(std::string_view data);  // the task's output, within the log's limits
+  TaskExit Outcome(int wait_status, const rusage& usage) const;
   void FlushHeld();
   void ReportProgress(double fraction);
   void WriteStdout(std::string_view text);
@@ -131,24 +176,62 @@ class Wrapper {
   pid_t child_ = -1;
   bool stdout_ok_ = true;
   std::string held_;       // the start of an unfinished line that may become a directive
-  bool mid_line_ = false;  // the log ends inside a line: what follows cannot be a directive
+  bool mid_line_ = false;  // the output is inside a line: what follows cannot be a directive
+  bool log_mid_line_ = false;  // the log file ends inside a line: a note starts a new one
   bool child_changed_ = false;
   bool stopping_ = false;  // we sent SIGTERM to the group
   bool killed_ = false;    // we sent SIGKILL to the group
   int64_t kill_deadline_ms_ = 0;
+  std::optional<ReservedFile> status_file_;  // its space taken before the command starts
+  int64_t log_size_limit_ = kDefaultTaskLogSize;
+  int64_t log_bytes_ = 0;      // in the log file, notes aside
+  int64_t dropped_bytes_ = 0;  // output past log_size_limit_
+  int log_errno_ = 0;          // the first failed write to the log; nothing is written after it
+  int64_t unwritten_bytes_ = 0;  // output lost to that failure
+  bool log_cut_ = false;         // the log reached its limit
 };
 
 int Wrapper::Fail(const std::string& what) {
   std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + what + "\n";
   WriteFully(2, msg);
   if (log_fd_ >= 0) Note(what);
+  WriteStdout(FormatWrapperError(what));
   return kWrapperSetupFailedExit;
 }
 
 void Wrapper::Note(const std::string& text) {
-  std::string line = (mid_line_ ? "\nnightshift: " : "nightshift: ") + text + "\n";
-  mid_line_ = false;
-  WriteFully(log_fd_, line);
+  std::string line = (log_mid_line_ ? "\nnightshift: " : "nightshift: ") + text + "\n";
+  log_mid_line_ = false;
+  (void)WriteFully(log_fd_, line);  // best effort: a note must not hide the error it reports
+}
+
+void Wrapper::WriteLog(std::string_view data) {
+  if (data.empty()) return;
+  if (log_errno_ != 0) {
+    unwritten_bytes_ += static_cast<int64_t>(data.size());
+    return;
+  }
+  const int64_t room = std::max<int64_t>(0, log_size_limit_ - log_bytes_);
+  const bool reaches_limit = static_cast<int64_t>(data.size()) > room;
+  if (reaches_limit) {
+    dropped_bytes_ += static_cast<int64_t>(data.size()) - room;
+    data = data.substr(0, static_cast<size_t>(room));
+  }
+  if (int err = WriteFully(log_fd_, data); err != 0) {
+    // The rest of the output is drained and counted but not written: a log with a hole would
+    // look complete. The try fails for it when the command ends.
+    log_errno_ = err;
+    unwritten_bytes_ += static_cast<int64_t>(data.size());
+    return;
+  }
+  log_bytes_ += static_cast<int64_t>(data.size());
+  if (!data.empty()) log_mid_line_ = data.back() != '\n';
+  if (reaches_limit && !log_cut_) {
+    log_cut_ = true;
+    // Said at once for whoever follows the log; the count of what was dropped comes at the end.
+    Note("the log reached limits.log_size (" + FormatByteSize(log_size_limit_) +
+         "); the rest of the task's output is dropped");
+  }
 }
 
 int Wrapper::Run() {
@@ -190,10 +273,23 @@ int Wrapper::Run() {
     WriteFully(2, "nightshift __task-wrapper: this try already has a status; not running it again\n");
     return kWrapperRefusedExit;
   }
+  log_size_limit_ = args_.limits.log_size.value_or(kDefaultTaskLogSize);
+  if (struct stat log_stat {}; ::fstat(log_fd_, &log_stat) == 0) {
+    log_bytes_ = log_stat.st_size;
+    log_mid_line_ = log_stat.st_size > 0;  // cannot tell cheaply; a blank line is the lesser harm
+  }
+  // A task that fills the disk with its output (or anything else that does) must not keep its
+  // result from being recorded: the status file's space is taken now.
+  auto reserved = ReservedFile::Create(args_.status_path, kStatusFileReserve);
+  if (!reserved.ok()) return Fail("cannot write the status file: " + reserved.status().message());
+  status_file_.emplace(std::move(*reserved));
   auto self = ReadProcStat(::getpid());
   if (!self) return Fail("cannot read /proc/self/stat");
-  // Durable, so that "no pid file" means "the command never started" even after a crash.
-  Status s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), true);
+  // Not fsync'ed, like the status file below and like SQLite's commits (synchronous=NORMAL):
+  // written before the command starts, the file survives any process being killed, the
+  // daemon and this wrapper included; only a machine crash can lose it, and that also kills
+  // the command. The fsyncs cost more than the rest of a short try (docs/adr/0004).
+  Status s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), false);
   if (!s.ok()) return Fail("cannot write pid file: " + s.message());
 
   sigset_t pending;
@@ -203,8 +299,7 @@ int Wrapper::Run() {
     if (!sigismember(&pending, sig)) continue;
     const int code = 128 + sig;
     Note("stopped before the command started");
-    s = WriteFileAtomically(args_.status_path,
-                            FormatStatusFile({code, "cancelled before the command started"}), true);
+    s = status_file_->Commit(FormatStatusFile({code, "cancelled before the command started"}), false);
     if (!s.ok()) return Fail("cannot write status: " + s.message());
     return code;
   }
@@ -263,20 +358,60 @@ int Wrapper::Run() {
   }
   FlushHeld();
   int wait_status = 0;
-  while (::waitpid(child_, &wait_status, 0) < 0 && errno == EINTR) {
+  rusage usage{};
+  while (::wait4(child_, &wait_status, 0, &usage) < 0 && errno == EINTR) {
   }
-  TaskExit exit{ExitCodeOfWaitStatus(wait_status), {}};
-  if (exit.exit_code != 0) exit.reason = DescribeWaitStatus(wait_status);
-  if (exit.exit_code != 0 && stopping_) {
-    exit.reason += killed_ ? " (stopped: SIGTERM, then SIGKILL)" : " (stopped)";
+  if (dropped_bytes_ > 0) {
+    Note(std::to_string(dropped_bytes_) + " bytes of output were dropped: the log is limited to " +
+         FormatByteSize(log_size_limit_) + " (limits.log_size)");
   }
-  s = WriteFileAtomically(args_.status_path, FormatStatusFile(exit), true);
+  const TaskExit exit = Outcome(wait_status, usage);
+  if (log_errno_ != 0) Note(exit.reason);  // may fail too; the status file has it
+  s = status_file_->Commit(FormatStatusFile(exit), false);
   if (!s.ok()) {
     std::string msg = "nightshift __task-wrapper: cannot write status: " + s.message() + "\n";
     WriteFully(2, msg);
     Note("cannot write status: " + s.message());
   }
   return exit.exit_code;
+}
+
+TaskExit Wrapper::Outcome(int wait_status, const rusage& usage) const {
+  TaskExit exit{ExitCodeOfWaitStatus(wait_status), {}};
+  if (exit.exit_code != 0) exit.reason = DescribeWaitStatus(wait_status);
+  if (exit.exit_code != 0 && stopping_) {
+    exit.reason += killed_ ? " (stopped: SIGTERM, then SIGKILL)" : " (stopped)";
+  }
+  const TaskLimits& limits = args_.limits;
+  if (exit.exit_code != 0 && !stopping_ && limits.cpu_time) {
+    // SIGXCPU at the soft limit, SIGKILL at the hard one; a shell that ran the command as its
+    // child reports 128+SIGXCPU instead.
+    const int64_t used_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * int64_t{1000} +
+                            (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
+    const bool by_signal = WIFSIGNALED(wait_status) &&
+                           (WTERMSIG(wait_status) == SIGXCPU ||
+                            (WTERMSIG(wait_status) == SIGKILL &&
+                             used_ms >= static_cast<int64_t>(CpuSeconds(*limits.cpu_time)) * 1000));
+    if (by_signal || exit.exit_code == 128 + SIGXCPU) {
+      exit.reason += ": CPU time limit exceeded (limits.cpu_time: " + FormatDuration(*limits.cpu_time) + ")";
+      return exit;
+    }
+  }
+  if (exit.exit_code != 0 && !stopping_) {
+    if (std::string applied = limits.DescribeProcessLimits(); !applied.empty()) {
+      exit.reason += " (under limits: " + applied + ")";
+    }
+  }
+  if (log_errno_ != 0) {
+    // Its output is lost, so its success cannot be told apart from a failure.
+    if (exit.exit_code == 0) {
+      exit.exit_code = kWrapperSetupFailedExit;
+      exit.reason = "exit code 0";
+    }
+    exit.reason += "; cannot write the log " + args_.log_path + ": " + std::strerror(log_errno_) + " (" +
+                   std::to_string(unwritten_bytes_) + " bytes of output lost)";
+  }
+  return exit;
 }
 
 bool Wrapper::ReadPipe(size_t limit) {
@@ -296,30 +431,39 @@ bool Wrapper::ReadPipe(size_t limit) {
 }
 
 void Wrapper::OnOutput(std::string_view chunk) {
-  std::string out;  // one write per chunk for whatever goes to the log
   std::optional<double> progress;
-  held_.append(chunk);
+  // Scanned in place, line by line, and logged in runs between directives: a task printing
+  // short lines at full speed must not be slowed down by us.
+  std::string joined;
+  if (!held_.empty()) {
+    joined = std::exchange(held_, {});
+    joined.append(chunk);
+    chunk = joined;
+  }
+  size_t logged = 0;  // chunk[logged, start) is output not yet written to the log
   size_t start = 0;
-  for (size_t nl; (nl = held_.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::string_view line(held_.data() + start, nl - start);
-    if (!mid_line_) {
-      if (auto p = ParseProgressDirective(line)) {
+  while (const void* found = std::memchr(chunk.data() + start, '\n', chunk.size() - start)) {
+    const size_t nl = static_cast<size_t>(static_cast<const char*>(found) - chunk.data());
+    if (!mid_line_ && chunk[start] == kDirective.front()) {
+      if (auto p = ParseProgressDirective(chunk.substr(start, nl - start))) {
         progress = p;  // only the latest of a burst matters
-        continue;
+        WriteLog(chunk.substr(logged, start - logged));
+        logged = nl + 1;
       }
     }
-    out.append(line).push_back('\n');
     mid_line_ = false;
+    start = nl + 1;
   }
-  held_.erase(0, start);
   // Hold back an unfinished line only while it may still be a directive, so that partial
   // lines ("downloading... ") show up in the log at once.
-  if (!held_.empty() && (mid_line_ || !CouldBeDirective(held_) || held_.size() > kMaxHeldLine)) {
-    out += held_;
-    held_.clear();
-    mid_line_ = true;
+  const std::string_view rest = chunk.substr(start);
+  if (!rest.empty() && !mid_line_ && CouldBeDirective(rest) && rest.size() <= kMaxHeldLine) {
+    held_.assign(rest);
+    WriteLog(chunk.substr(logged, start - logged));
+  } else {
+    if (!rest.empty()) mid_line_ = true;
+    WriteLog(chunk.substr(logged));
   }
-  WriteFully(log_fd_, out);
   if (progress) ReportProgress(*progress);
 }
 
@@ -328,7 +472,7 @@ void Wrapper::FlushHeld() {
   if (auto p = mid_line_ ? std::nullopt : ParseProgressDirective(held_)) {
     ReportProgress(*p);
   } else {
-    WriteFully(log_fd_, held_);  // a final line without newline stays as the task wrote it
+    WriteLog(held_);  // a final line without newline stays as the task wrote it
     mid_line_ = true;
   }
   held_.clear();
@@ -409,7 +553,8 @@ int RunTaskWrapper(int argc, char** argv) {
     std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + args.status().message() +
                       "\nusage: nightshift " + std::string(kTaskWrapperCommand) +
                       " --log PATH --status PATH --pid-file PATH [--progress-file PATH] [--cwd DIR]"
-                      " [--kill-grace-ms N] -- COMMAND\n";
+                      " [--kill-grace-ms N] [--log-size BYTES] [--cpu-time DURATION] [--address-space BYTES]"
+                      " [--open-files N] [--nice N] -- COMMAND\n";
     WriteFully(2, msg);
     return kWrapperSetupFailedExit;
   }

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/sysinfo.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -355,7 +356,7 @@ TEST_F(LocalExecutorTest, NeverStartsATryTwice) {
   // A second wrapper for the same log, started behind the executor's back, refuses to run.
   std::vector<std::string> argv_strings =
       TaskWrapperArgs{spec.log_path, spec.log_path + ".status", spec.log_path + ".pid", "", "", 100,
-                      spec.command}
+                      spec.command, {}}
           .ToArgv(SelfExe());
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
@@ -531,13 +532,17 @@ TEST_F(LocalExecutorTest, AdoptReportsLostTries) {
       WriteFileAtomically(reused.log_path + ".pid", FormatPidFile({::getpid(), self->start_time + 1}), false)
           .ok());
 
-  // Pid and start time match, but the process is no wrapper of this try (a pid file from before
-  // a reboot whose numbers recur).
+  // Pid and start time match, but the process is no wrapper of this try: a pid file from before
+  // a reboot (older than the boot) whose numbers recur.
   TaskSpec rebooted = Spec("rebooted", "true");
   fs::create_directories(fs::path(rebooted.log_path).parent_path());
   ASSERT_TRUE(
       WriteFileAtomically(rebooted.log_path + ".pid", FormatPidFile({::getpid(), self->start_time}), false)
           .ok());
+  struct sysinfo info {};
+  ASSERT_EQ(::sysinfo(&info), 0);
+  const auto before_boot = fs::file_time_type::clock::now() - std::chrono::seconds(info.uptime + 3600);
+  fs::last_write_time(rebooted.log_path + ".pid", before_boot);
 
   // No pid file: the wrapper never started (a recorded pid that is no wrapper changes nothing).
   TaskSpec never = Spec("never", "true");
