@@ -467,12 +467,14 @@ void LocalExecutor::Finish(const std::shared_ptr<Running>& entry) {
 
   const std::optional<int>& status = entry->wrapper_status;
   std::string lost = "task wrapper died without recording a status";
-  if (status && WIFEXITED(*status) && WEXITSTATUS(*status) == kWrapperRefusedExit) {
+  // A wrapper forked by the WrapperSpawner is not our child: no wait status, but its "error"
+  // line says why it did not start the command.
+  if (!entry->wrapper_error.empty()) {
+    lost = "task wrapper could not start the command: " + entry->wrapper_error;
+  } else if (status && WIFEXITED(*status) && WEXITSTATUS(*status) == kWrapperRefusedExit) {
     lost = "another task wrapper already runs this try (or it already ran); not started again";
   } else if (status && WIFEXITED(*status) && WEXITSTATUS(*status) == kWrapperSetupFailedExit) {
-    lost = entry->wrapper_error.empty()
-               ? "task wrapper could not start the command (see its message in the log or the daemon's stderr)"
-               : "task wrapper could not start the command: " + entry->wrapper_error;
+    lost = "task wrapper could not start the command (see its message in the log or the daemon's stderr)";
   } else if (status) {
     lost += " (" + DescribeWaitStatus(*status) + ")";
   }

@@ -267,10 +267,12 @@ int Wrapper::Run() {
   // The lock lives as long as this process: a second wrapper for the same try refuses to run.
   if (::flock(log_fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
     WriteFully(2, "nightshift __task-wrapper: another task wrapper already runs this try\n");
+    WriteStdout(FormatWrapperError("another task wrapper already runs this try; not started again"));
     return kWrapperRefusedExit;
   }
   if (::access(args_.status_path.c_str(), F_OK) == 0) {
     WriteFully(2, "nightshift __task-wrapper: this try already has a status; not running it again\n");
+    WriteStdout(FormatWrapperError("this try already has a status; not started again"));
     return kWrapperRefusedExit;
   }
   log_size_limit_ = args_.limits.log_size.value_or(kDefaultTaskLogSize);

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "executor/task_protocol.h"
+#include "executor/wrapper_spawner.h"
 #include "tests/unit/executor/test_daemon.h"
 
 namespace nightshift {
@@ -606,6 +607,54 @@ TEST_F(LocalExecutorTest, UnstartableWrapperIsAnError) {
   EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
   EXPECT_EQ(executor_->FreeSlots(), 32u);
   EXPECT_TRUE(executor_->Drain().empty());
+}
+
+
+// The WrapperSpawner path: the wrapper is forked from a helper process instead of exec'ed. Each
+// test runs in its own process (gtest_discover_tests), so starting the helper here changes no
+// other test.
+TEST_F(LocalExecutorTest, ForkedWrappersRunTriesAndTheirPidFileComesFirst) {
+  ASSERT_TRUE(WrapperSpawner::Start().ok());
+  TaskSpec three = Spec("three", "echo '::progress 1/4'; echo out; exit 3");
+  ASSERT_TRUE(executor_->Submit(three).ok());
+  // The daemon learns the pid only once the pid file is there: a restart in between finds it.
+  ASSERT_TRUE(PathExists(three.log_path + ".pid"));
+  const int64_t pid = *WaitFor(Kind::kStarted, three.key).pid;
+  auto pid_file = ReadPidFile(three.log_path + ".pid");
+  ASSERT_TRUE(pid_file.ok());
+  EXPECT_EQ(pid_file->pid, pid);
+  EXPECT_EQ(WaitFor(Kind::kProgress, three.key).progress, 0.25);
+  ExecutorEvent end = WaitForEnd(three.key);
+  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
+  EXPECT_EQ(end.exit_code, 3);
+  EXPECT_EQ(ReadFile(three.log_path), "out\n");
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+}
+
+TEST_F(LocalExecutorTest, AForkedWrapperOutlivesItsDaemonAndIsAdopted) {
+  ASSERT_TRUE(WrapperSpawner::Start().ok());
+  const std::string gate = dir_ + "/gate";
+  ASSERT_EQ(::mkfifo(gate.c_str(), 0600), 0);
+  TaskSpec spec = Spec("forked", "read line < '" + gate + "'; echo \"got $line\"; exit 5");
+  ASSERT_TRUE(executor_->Submit(spec).ok());
+  const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
+  // Forked, not exec'ed: it carries this process's command line, not `__task-wrapper`.
+  auto cmdline = ReadProcCmdline(static_cast<pid_t>(pid));
+  ASSERT_TRUE(cmdline && cmdline->size() >= 1);
+  EXPECT_TRUE(cmdline->size() < 2 || (*cmdline)[1] != kTaskWrapperCommand);
+
+  StopDaemon();
+  events_.clear();
+  StartDaemon();
+  // Identified by its pid file (pid, start time, written since boot): not started again.
+  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());
+  std::vector<RunningTask> tasks = {RunningTask{spec.key, pid, std::nullopt, spec.log_path}};
+  ASSERT_EQ(executor_->Adopt(tasks).size(), 1u);
+  OpenGate(gate);
+  ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
+  EXPECT_EQ(end.exit_code, 5);
+  EXPECT_EQ(ReadFile(spec.log_path), "got go\n");
 }
 
 }  // namespace
