@@ -144,7 +144,10 @@ bool DecodeRequest(std::string& payload, std::vector<char*>* argv, std::vector<c
 [[noreturn]] void BecomeWrapper(std::vector<char*>& argv, std::vector<char*>& env, int out_fd, int ready_fd) {
   // What posix_spawn gave the exec'ed wrapper: its own session, SIGTERM/SIGINT blocked until
   // it is ready for them, default dispositions, stdin /dev/null, stdout the daemon's pipe.
-  for (int sig : {SIGPIPE, SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGQUIT}) ::signal(sig, SIG_DFL);
+  for (int sig : {SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGQUIT}) ::signal(sig, SIG_DFL);
+  // Ignored (as the wrapper itself does first thing): the "ready" byte below goes to a helper
+  // that may have died with the daemon, and that must not kill a wrapper whose pid file exists.
+  ::signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
