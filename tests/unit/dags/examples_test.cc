@@ -71,8 +71,8 @@ TEST(ExamplesTest, ExamplesUseWhatTheyShowcase) {
   const Task* count = pi.FindTask("count_points");
   ASSERT_NE(count, nullptr);
   EXPECT_EQ(count->map.kind, MapSpec::Kind::kRange);
-  EXPECT_EQ(count->map.range, 2000000);
-  EXPECT_EQ(count->map.chunk, 250000);
+  EXPECT_EQ(count->map.range, 100000000);
+  EXPECT_EQ(count->map.chunk, 10000000);
 
   const Task* each = folder.dags().at("reduce_files").FindTask("count_lines");
   ASSERT_NE(each, nullptr);
