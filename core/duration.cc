@@ -14,6 +14,10 @@ struct Unit {
 // Ordered largest first; "ms" precedes "m" so the longer suffix wins.
 constexpr Unit kUnits[] = {{"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
                            {"ms", 1},             {"m", 60000},    {"s", 1000}};
+// The longest duration accepted, about 10,000 years: far beyond any real delay or timeout, yet
+// small enough that adding it to any instant, or doubling it for backoff, cannot overflow.
+constexpr int64_t kMaxDays = 3650000;
+constexpr int64_t kMaxMs = kMaxDays * 86400000;
 
 }  // namespace
 
@@ -33,12 +37,13 @@ Result<Duration> ParseDuration(std::string_view text) {
     }
     int64_t number = 0;
     while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-      if (number > std::numeric_limits<int64_t>::max() / 10 / 1000 / 604800) return invalid("too large");
+      if (number > kMaxMs) return invalid("too large");
       number = number * 10 + (text[i] - '0');
       ++i;
     }
     if (i == text.size()) {
       if (!bare) return invalid("missing unit after " + std::to_string(number));
+      if (number > kMaxMs / 1000) return invalid("too large");
       return Duration(number * 1000);
     }
     bare = false;
@@ -52,6 +57,7 @@ Result<Duration> ParseDuration(std::string_view text) {
     if (matched < 0) return invalid("unknown unit at position " + std::to_string(i + 1) + " (units: ms, s, m, h, d, w)");
     if (kUnits[matched].ms >= last_unit_ms) return invalid("units must go from largest to smallest, each once");
     last_unit_ms = kUnits[matched].ms;
+    if (number > (kMaxMs - total) / kUnits[matched].ms) return invalid("too large");
     total += number * kUnits[matched].ms;
     i += kUnits[matched].name.size();
   }

@@ -12,7 +12,8 @@ namespace nightshift {
 using Duration = std::chrono::milliseconds;
 
 // Parses a duration. A bare number means seconds. Units: ms, s, m, h, d, w; they may be
-// combined largest first ("1h30m"). Negative or empty input is an error.
+// combined largest first ("1h30m"). Negative or empty input, or more than 3650000d (about
+// 10,000 years), is an error.
 Result<Duration> ParseDuration(std::string_view text);
 
 // The shortest text ParseDuration reads back to the same value, e.g. "1h30m", "250ms", "0s".

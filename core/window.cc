@@ -88,7 +88,8 @@ std::string ParseClock(std::string_view text, int* out) {
   while (true) {
     const size_t begin = i;
     int value = 0;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    // Three digits at most: that is already too wide, and reading on could overflow `value`.
+    while (i < text.size() && i - begin < 3 && std::isdigit(static_cast<unsigned char>(text[i]))) {
       value = value * 10 + (text[i] - '0');
       ++i;
     }

@@ -15,6 +15,7 @@ with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true
 if $with_tests; then
   packages+=(docker-compose chromium fonts-dejavu-core)  # compose file check, dashboard browser test
+  packages+=(clang-14 libclang-rt-14-dev)                 # libFuzzer targets (scripts/fuzz.sh)
   command -v npm >/dev/null || packages+=(nodejs npm)     # Debian's node only when none is installed
 fi
 

@@ -22,6 +22,9 @@ export NIGHTSHIFT_SCALE_INSTANCES=5000
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j2)
 
+# Every libFuzzer target for a short, fixed time (docs/fuzzing.md has the long runs).
+scripts/fuzz.sh 10
+
 # The compose file must stay valid; there is no Docker engine here, so validate it only.
 if command -v docker-compose >/dev/null; then
   docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
