@@ -145,7 +145,8 @@ std::string ApplyProcessLimits(const TaskLimits& limits) {
 
 class Wrapper {
  public:
-  explicit Wrapper(TaskWrapperArgs args) : args_(std::move(args)) {}
+  Wrapper(TaskWrapperArgs args, bool pid_file_written)
+      : args_(std::move(args)), pid_file_written_(pid_file_written) {}
   ~Wrapper() {
     for (int fd : {log_fd_, signal_fd_, pipe_fd_}) {
       if (fd >= 0) ::close(fd);
@@ -170,6 +171,7 @@ class Wrapper {
   bool ChildExited();
 
   TaskWrapperArgs args_;
+  bool pid_file_written_ = false;  // by the WrapperSpawner's child, before it became us
   int log_fd_ = -1;
   int signal_fd_ = -1;
   int pipe_fd_ = -1;
@@ -291,8 +293,11 @@ int Wrapper::Run() {
   // written before the command starts, the file survives any process being killed, the
   // daemon and this wrapper included; only a machine crash can lose it, and that also kills
   // the command. The fsyncs cost more than the rest of a short try (docs/adr/0004).
-  Status s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), false);
-  if (!s.ok()) return Fail("cannot write pid file: " + s.message());
+  Status s;
+  if (!pid_file_written_) {
+    s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), false);
+    if (!s.ok()) return Fail("cannot write pid file: " + s.message());
+  }
 
   sigset_t pending;
   sigemptyset(&pending);
@@ -549,7 +554,7 @@ std::optional<double> ParseProgressDirective(std::string_view line) {
   return std::clamp(*done / *total, 0.0, 1.0);
 }
 
-int RunTaskWrapper(int argc, char** argv) {
+int RunTaskWrapper(int argc, char** argv, bool pid_file_written) {
   auto args = ParseTaskWrapperArgs(argc, argv);
   if (!args.ok()) {
     std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + args.status().message() +
@@ -560,7 +565,7 @@ int RunTaskWrapper(int argc, char** argv) {
     WriteFully(2, msg);
     return kWrapperSetupFailedExit;
   }
-  Wrapper wrapper(std::move(*args));
+  Wrapper wrapper(std::move(*args), pid_file_written);
   return wrapper.Run();
 }
 

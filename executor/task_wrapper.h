@@ -40,8 +40,9 @@
 
 namespace nightshift {
 
-// main() for `nightshift __task-wrapper ...`; argv as main() received it.
-int RunTaskWrapper(int argc, char** argv);
+// main() for `nightshift __task-wrapper ...`; argv as main() received it. `pid_file_written`:
+// the caller (the WrapperSpawner's child, which is this process) wrote the pid file already.
+int RunTaskWrapper(int argc, char** argv, bool pid_file_written = false);
 
 // Parses a line the task printed (without its newline): "::progress 5/10" -> 0.5,
 // "::progress 42%" -> 0.42, clamped to 0..1. nullopt when it is not a well-formed progress

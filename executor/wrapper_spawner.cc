@@ -140,6 +140,20 @@ bool DecodeRequest(std::string& payload, std::vector<char*>* argv, std::vector<c
   return true;
 }
 
+// Writes a new pid file, never replacing one: if a wrapper of this try exists already, its pid
+// file must keep naming it (this one will refuse to run). Written under a temporary name and
+// linked into place, so a reader never sees it half written.
+bool CreatePidFile(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".new" + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  const bool linked = written && ::link(tmp.c_str(), path.c_str()) == 0;
+  ::unlink(tmp.c_str());
+  return linked;
+}
+
 // The forked child: becomes the wrapper of one try, never returns.
 [[noreturn]] void BecomeWrapper(std::vector<char*>& argv, std::vector<char*>& env, int out_fd, int ready_fd) {
   // What posix_spawn gave the exec'ed wrapper: its own session, SIGTERM/SIGINT blocked until
@@ -166,13 +180,12 @@ bool DecodeRequest(std::string& payload, std::vector<char*>* argv, std::vector<c
   // The pid file first, then "ready": the daemon learns the pid only once the file exists.
   auto args = ParseTaskWrapperArgs(argc, argv.data());
   auto self = ReadProcStat(::getpid());
-  if (args.ok() && self) {
-    (void)WriteFileAtomically(args->pid_path, FormatPidFile({::getpid(), self->start_time}), false);
-  }
+  const bool pid_file_written =
+      args.ok() && self && CreatePidFile(args->pid_path, FormatPidFile({::getpid(), self->start_time}));
   const char ready = 1;
   (void)!::write(ready_fd, &ready, 1);
   ::close(ready_fd);
-  ::_exit(RunTaskWrapper(argc, argv.data()));
+  ::_exit(RunTaskWrapper(argc, argv.data(), pid_file_written));
 }
 
 // One request: fork the wrapper, wait until its pid file is written, answer with a pidfd.
