@@ -33,9 +33,7 @@ constexpr size_t kMaxPendingReportLine = 4096;
 // wrapper holds that pipe, so it ends at once; the bound guards against a stray holder.
 constexpr std::chrono::seconds kOutputEndGrace{2};
 
-// Direct system calls: glibc 2.36's <sys/pidfd.h> lacks extern "C" and so cannot be linked
-// from C++. A pidfd is always close-on-exec.
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+// A direct system call, like PidfdOpen (task_protocol.h).
 int PidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }

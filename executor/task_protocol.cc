@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -177,6 +178,19 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, bo
   return Status::OK();
 }
 
+Status CreateFileAtomically(const std::string& path, std::string_view content) {
+  const std::string tmp = TemporaryNameFor(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
+  Status s = WriteAll(fd, content);
+  if (::close(fd) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && ::link(tmp.c_str(), path.c_str()) != 0) {
+    s = errno == EEXIST ? Status::AlreadyExists(path + " exists") : Status::IOError(path + ": " + ErrnoText(errno));
+  }
+  ::unlink(tmp.c_str());
+  return s;
+}
+
 Result<ReservedFile> ReservedFile::Create(const std::string& path, size_t reserve_bytes) {
   std::string tmp = TemporaryNameFor(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -302,6 +316,8 @@ std::optional<std::string> ParseWrapperError(std::string_view line) {
   if (!line.starts_with(kPrefix)) return std::nullopt;
   return std::string(Trim(line.substr(kPrefix.size())));
 }
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 std::optional<ProcStat> ReadProcStat(pid_t pid) {
   if (pid <= 0) return std::nullopt;

@@ -71,6 +71,9 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv);
 // reader sees the old content or the new one, never a part. With `durable`, the file and its
 // folder are fsync'ed before returning, so the content survives a machine crash too.
 Status WriteFileAtomically(const std::string& path, std::string_view content, bool durable);
+// The same, but never replaces an existing file: AlreadyExists then (link(2) instead of
+// rename(2)). Not fsync'ed.
+Status CreateFileAtomically(const std::string& path, std::string_view content);
 
 // A file that will be written once, later, when its folder may have no space left: its blocks
 // are allocated now, in a temporary file next to it, and Commit() writes into them and renames.
@@ -140,6 +143,9 @@ struct ProcStat {
 };
 // Reads /proc/PID/stat; nullopt when no such process exists (any more).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+// pidfd_open(2), called directly: glibc 2.36's <sys/pidfd.h> lacks extern "C" and so cannot be
+// linked from C++. -1 with errno on failure; the descriptor is close-on-exec.
+int PidfdOpen(pid_t pid);
 // The arguments in /proc/PID/cmdline; nullopt when no such process exists.
 std::optional<std::vector<std::string>> ReadProcCmdline(pid_t pid);
 

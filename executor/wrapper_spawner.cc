@@ -6,7 +6,6 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,8 +23,6 @@ namespace nightshift {
 namespace {
 
 WrapperSpawner* g_spawner = nullptr;
-
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 std::string ErrnoText(int e) { return std::strerror(e); }
 
@@ -140,20 +137,6 @@ bool DecodeRequest(std::string& payload, std::vector<char*>* argv, std::vector<c
   return true;
 }
 
-// Writes a new pid file, never replacing one: if a wrapper of this try exists already, its pid
-// file must keep naming it (this one will refuse to run). Written under a temporary name and
-// linked into place, so a reader never sees it half written.
-bool CreatePidFile(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".new" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ::close(fd);
-  const bool linked = written && ::link(tmp.c_str(), path.c_str()) == 0;
-  ::unlink(tmp.c_str());
-  return linked;
-}
-
 // The forked child: becomes the wrapper of one try, never returns.
 [[noreturn]] void BecomeWrapper(std::vector<char*>& argv, std::vector<char*>& env, int out_fd, int ready_fd) {
   // What posix_spawn gave the exec'ed wrapper: its own session, SIGTERM/SIGINT blocked until
@@ -181,7 +164,10 @@ bool CreatePidFile(const std::string& path, const std::string& content) {
   auto args = ParseTaskWrapperArgs(argc, argv.data());
   auto self = ReadProcStat(::getpid());
   const bool pid_file_written =
-      args.ok() && self && CreatePidFile(args->pid_path, FormatPidFile({::getpid(), self->start_time}));
+      args.ok() && self &&
+      // Never over an existing pid file: if a wrapper of this try runs already, its pid file must
+      // keep naming it (this one will refuse to run).
+      CreateFileAtomically(args->pid_path, FormatPidFile({::getpid(), self->start_time})).ok();
   const char ready = 1;
   (void)!::write(ready_fd, &ready, 1);
   ::close(ready_fd);
