@@ -146,7 +146,7 @@ struct LocalExecutor::Running {
 
 LocalExecutor::LocalExecutor(boost::asio::io_context& io, LocalExecutorOptions options,
                              std::function<void()> on_event)
-    : io_(io), options_(std::move(options)), on_event_(std::move(on_event)) {
+    : io_(io), options_(std::move(options)), events_(io, std::move(on_event)) {
   if (options_.wrapper_argv0.empty()) options_.wrapper_argv0 = ResolveSelfExe();
 }
 
@@ -280,12 +280,7 @@ Status LocalExecutor::Started(const std::shared_ptr<Running>& entry) {
   return Status::OK();
 }
 
-std::vector<ExecutorEvent> LocalExecutor::Drain() {
-  std::vector<ExecutorEvent> out(std::make_move_iterator(events_.begin()),
-                                 std::make_move_iterator(events_.end()));
-  events_.clear();
-  return out;
-}
+std::vector<ExecutorEvent> LocalExecutor::Drain() { return events_.Drain(); }
 
 Status LocalExecutor::Cancel(const TaskInstanceKey& key) {
   auto it = running_.find(key);
@@ -499,18 +494,7 @@ void LocalExecutor::Conclude(const TaskInstanceKey& key, const TaskSidecarPaths&
   Emit(std::move(event));
 }
 
-void LocalExecutor::Emit(ExecutorEvent event) {
-  events_.push_back(std::move(event));
-  if (notify_pending_) return;
-  notify_pending_ = true;
-  // Posted: the owner may call Submit() from inside its handler, and is never re-entered.
-  std::weak_ptr<int> alive = alive_;
-  boost::asio::post(io_, [this, alive] {
-    if (alive.expired()) return;
-    notify_pending_ = false;
-    if (on_event_) on_event_();
-  });
-}
+void LocalExecutor::Emit(ExecutorEvent event) { events_.Push(std::move(event)); }
 
 TimePoint LocalExecutor::Now() const {
   if (options_.clock) return options_.clock->Now();

@@ -34,6 +34,7 @@
 
 #include "core/status.h"
 #include "core/time.h"
+#include "executor/event_queue.h"
 #include "executor/executor.h"
 
 namespace nightshift {
@@ -115,10 +116,8 @@ class LocalExecutor final : public Executor {
 
   boost::asio::io_context& io_;
   LocalExecutorOptions options_;
-  std::function<void()> on_event_;
   std::map<TaskInstanceKey, std::shared_ptr<Running>> running_;
-  std::deque<ExecutorEvent> events_;
-  bool notify_pending_ = false;
+  ExecutorEventQueue events_;
   // Handlers hold a weak copy: once it expires, the executor is gone and they touch nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

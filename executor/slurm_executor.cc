@@ -328,7 +328,7 @@ SlurmExecutor::SlurmExecutor(boost::asio::io_context& io, SlurmExecutorOptions o
                              std::function<void()> on_event)
     : io_(io),
       options_(std::move(options)),
-      on_event_(std::move(on_event)),
+      events_(io, std::move(on_event)),
       pool_(std::max<size_t>(1, options_.command_threads)),
       poll_timer_(io),
       retry_timer_(io),
@@ -640,12 +640,7 @@ void SlurmExecutor::EmitWaiting(Job& job, const std::string& why) {
   Emit(std::move(event));
 }
 
-std::vector<ExecutorEvent> SlurmExecutor::Drain() {
-  std::vector<ExecutorEvent> out(std::make_move_iterator(events_.begin()),
-                                 std::make_move_iterator(events_.end()));
-  events_.clear();
-  return out;
-}
+std::vector<ExecutorEvent> SlurmExecutor::Drain() { return events_.Drain(); }
 
 Status SlurmExecutor::Cancel(const TaskInstanceKey& key) {
   auto it = jobs_.find(key);
@@ -1054,15 +1049,7 @@ void SlurmExecutor::RunAsync(std::vector<std::string> argv, std::function<void(C
 
 void SlurmExecutor::Emit(ExecutorEvent event) {
   if (event.at.time_since_epoch().count() == 0) event.at = Now();
-  events_.push_back(std::move(event));
-  if (notify_pending_) return;
-  notify_pending_ = true;
-  std::weak_ptr<int> alive = alive_;
-  boost::asio::post(io_, [this, alive] {
-    if (alive.expired()) return;
-    notify_pending_ = false;
-    if (on_event_) on_event_();
-  });
+  events_.Push(std::move(event));
 }
 
 void SlurmExecutor::Warn(const std::string& message) const {

@@ -49,6 +49,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "core/time.h"
+#include "executor/event_queue.h"
 #include "executor/executor.h"
 
 namespace nightshift {
@@ -223,7 +224,7 @@ class SlurmExecutor final : public Executor {
 
   boost::asio::io_context& io_;
   SlurmExecutorOptions options_;
-  std::function<void()> on_event_;
+  ExecutorEventQueue events_;
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer poll_timer_;
   bool poll_scheduled_ = false;
@@ -244,8 +245,6 @@ class SlurmExecutor final : public Executor {
   std::map<std::string, std::shared_ptr<Job>> by_job_id_;
   std::set<std::string> pending_cancels_;
   bool cancel_flush_posted_ = false;
-  std::deque<ExecutorEvent> events_;
-  bool notify_pending_ = false;
   Counters counters_;
   TimePoint last_unreachable_log_{};
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
