@@ -32,6 +32,12 @@ std::string EnvValue(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
+// "window nightly closed until 2026-11-29T22:00:00+01:00": why a task waits or was stopped.
+std::string WindowClosedReason(const std::string& name, const Window& window, TimePoint now) {
+  std::optional<TimePoint> open = window.NextOpen(now);
+  return "window " + name + " closed until " + (open ? FormatRfc3339In(*open, window.timezone()) : std::string("never"));
+}
+
 std::string DateInZone(TimePoint t, const std::string& timezone) {
   // FormatRfc3339In gives "YYYY-MM-DDTHH:MM:SS+hh:mm" in the zone; its first ten characters
   // are the local date.
@@ -526,10 +532,14 @@ TriggerDecision Scheduler::Decide(const ActiveRun& active, const Task& task) con
   return EvaluateTriggerRule(task.trigger_rule, counts);
 }
 
+ReadyEntry Scheduler::EntryFor(const ActiveRun& active, size_t index) {
+  return ReadyEntry{-active.tis[index].priority_weight, active.run.logical_date, active.run.id, index};
+}
+
 void Scheduler::MakeReady(ActiveRun& active, size_t index, TimePoint now) {
   if (ready_.Contains(active.run.id, index)) return;
   const TaskInstance& ti = active.tis[index];
-  ready_.Push(ReadyEntry{-ti.priority_weight, active.run.logical_date, active.run.id, index});
+  ready_.Push(EntryFor(active, index));
   ready_since_.try_emplace(ti.id, now);
   fresh_ready_.emplace_back(active.run.id, index);
 }
@@ -912,9 +922,7 @@ void Scheduler::EnforceWindows(TimePoint now) {
     if (!name) continue;
     auto w = options_.windows.find(*name);
     if (w == options_.windows.end() || w->second.on_close() != OnClose::kKill || w->second.IsOpen(now)) continue;
-    std::optional<TimePoint> reopen = w->second.NextOpen(now);
-    at.cancel_reason = "window " + *name + " closed until " +
-                       (reopen ? FormatRfc3339In(*reopen, w->second.timezone()) : std::string("never"));
+    at.cancel_reason = WindowClosedReason(*name, w->second, now);
     at.window_kill = true;
     spdlog::info("{}: {}; stopping it", key.ToString(), *at.cancel_reason);
     executor_.Cancel(key);
@@ -973,11 +981,7 @@ void Scheduler::Dispatch(TimePoint now) {
     auto [it, inserted] = window_closed.try_emplace(name);
     if (inserted && options_.respect_windows) {
       auto w = options_.windows.find(name);
-      if (w != options_.windows.end() && !w->second.IsOpen(now)) {
-        std::optional<TimePoint> open = w->second.NextOpen(now);
-        it->second = "window " + name + " closed until " +
-                     (open ? FormatRfc3339In(*open, w->second.timezone()) : std::string("never"));
-      }
+      if (w != options_.windows.end() && !w->second.IsOpen(now)) it->second = WindowClosedReason(name, w->second, now);
     }
     return it->second;
   };
@@ -1043,7 +1047,7 @@ void Scheduler::Dispatch(TimePoint now) {
       std::optional<std::string> window = WindowOf(active, *task);
       if (window && closed_reason(*window)) {
         SetWaitingReason(active, index, *closed_reason(*window));
-        ready_.Park(ReadyEntry{-active.tis[index].priority_weight, active.run.logical_date, run_pk, index}, *window);
+        ready_.Park(EntryFor(active, index), *window);
       } else {
         SetWaitingReason(active, index, reason);
       }
@@ -1234,22 +1238,7 @@ std::optional<std::string> Scheduler::WindowOf(const ActiveRun& active, const Ta
   return active.dag.window;
 }
 
-RunProgress RunProgress::Of(std::span<const TaskInstance> task_instances) {
-  RunProgress p;
-  for (const TaskInstance& ti : task_instances) {
-    ++p.total;
-    if (IsFinished(ti.state)) ++p.done;
-    if (ti.state == TaskState::kRunning || ti.state == TaskState::kQueued) ++p.running;
-    if (ti.state == TaskState::kFailed || ti.state == TaskState::kUpstreamFailed) ++p.failed;
-    if (ti.state == TaskState::kSuccess) ++p.success;
-  }
-  return p;
-}
-
-std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
-  auto it = runs_.find(run_pk);
-  if (it == runs_.end()) return std::nullopt;
-  const StateCounts& c = it->second.counts;
+RunProgress RunProgress::Of(const StateCounts& c) {
   RunProgress p;
   p.total = c.total;
   p.done = c.Finished();
@@ -1257,6 +1246,18 @@ std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
   p.failed = c.Of(TaskState::kFailed) + c.Of(TaskState::kUpstreamFailed);
   p.success = c.Of(TaskState::kSuccess);
   return p;
+}
+
+RunProgress RunProgress::Of(std::span<const TaskInstance> task_instances) {
+  StateCounts counts;
+  for (const TaskInstance& ti : task_instances) counts.Add(ti.state, 1);
+  return Of(counts);
+}
+
+std::optional<RunProgress> Scheduler::Progress(int64_t run_pk) const {
+  auto it = runs_.find(run_pk);
+  if (it == runs_.end()) return std::nullopt;
+  return RunProgress::Of(it->second.counts);
 }
 
 std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {

@@ -49,6 +49,7 @@ struct RunProgress {
   int failed = 0;  // failed or upstream_failed
   int success = 0;
 
+  static RunProgress Of(const StateCounts& counts);
   static RunProgress Of(std::span<const TaskInstance> task_instances);
 };
 
@@ -131,6 +132,8 @@ class Scheduler {
   // Applies a decision to one waiting instance (a `from` task expands on its first kReady).
   void ApplyDecision(ActiveRun& active, size_t index, const Task& task, TriggerDecision decision, TimePoint now);
   void MakeReady(ActiveRun& active, size_t index, TimePoint now);
+  // Where an instance stands in the ready queue's order.
+  static ReadyEntry EntryFor(const ActiveRun& active, size_t index);
   void HandleEvent(const ExecutorEvent& event, TimePoint now);
   void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now);
   Status CreateScheduledRuns(TimePoint now);
