@@ -35,6 +35,9 @@ struct TaskSpec {
   std::string cwd;
   std::map<std::string, std::string> env;    // over the daemon's own environment
   std::string log_path;                      // stdout and stderr go here
+  // The run's tries journal, where the local executor records each try's start and end
+  // (executor/try_journal.h).
+  std::string journal_path;
   std::string output_path;                   // NIGHTSHIFT_OUTPUT
   // Which executor runs it: "local" or "slurm"; empty means the daemon's default (`executor:`
   // in the config). RoutingExecutor reads it.
@@ -63,6 +66,7 @@ struct RunningTask {
   std::optional<int64_t> pid;
   std::optional<std::string> external_id;
   std::string log_path;
+  std::string journal_path;
   // Who follows it after a restart: "slurm" when the try has a Slurm job id, else "local".
   std::string executor = "local";
 };

@@ -89,6 +89,11 @@ std::string TemporaryNameFor(const std::string& path) { return path + ".tmp" + s
 
 }  // namespace
 
+TaskSidecarPaths SidecarPathsFor(std::string_view log_path) {
+  std::string base(log_path);
+  return TaskSidecarPaths{base + ".status", base + ".pid", base + ".progress"};
+}
+
 std::vector<std::string> TaskWrapperArgs::ToArgv(const std::string& argv0) const {
   std::vector<std::string> argv = {
       argv0,   std::string(kTaskWrapperCommand), "--log", log_path, "--status", status_path, "--pid-file",

@@ -67,6 +67,15 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv);
 
 // --- files ---
 
+// The files a Slurm try's wrapper keeps next to its log. They derive from the log path alone, so
+// a restarted daemon finds them from what the store recorded.
+struct TaskSidecarPaths {
+  std::string status;    // <log>.status: "EXIT_CODE\n[REASON\n]", written once when the try ends
+  std::string pid;       // <log>.pid: "PID STARTTIME\n", written before the command starts
+  std::string progress;  // <log>.progress: "FRACTION\n", the latest progress (0..1)
+};
+TaskSidecarPaths SidecarPathsFor(std::string_view log_path);
+
 // Writes `content` to `path` through a temporary file in the same folder and rename(2), so a
 // reader sees the old content or the new one, never a part. With `durable`, the file and its
 // folder are fsync'ed before returning, so the content survives a machine crash too.

@@ -22,20 +22,14 @@
 #include <string>
 
 #include "executor/task_protocol.h"
+#include "executor/try_output.h"
 
 namespace nightshift {
 namespace {
 
-constexpr std::string_view kDirective = "::progress";
-// An unfinished line is held back only while it may still turn out to be a progress directive;
-// past this size it cannot be one and goes to the log as it is.
-constexpr size_t kMaxHeldLine = 4096;
 // Output copied per poll round, so that a command printing without pause cannot delay our
 // reaction to a stop request.
 constexpr size_t kMaxReadPerRound = 1 << 20;
-// RLIMIT_CPU's soft limit sends SIGXCPU; the hard limit, this much later, SIGKILL for a command
-// that catches or ignores SIGXCPU.
-constexpr rlim_t kCpuTimeKillAfterSeconds = 5;
 
 std::string_view TrimBlanks(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -50,31 +44,10 @@ std::optional<double> ParseDouble(std::string_view text) {
   return value;
 }
 
-// True while `held` (the start of an unfinished line) may still become "::progress ...".
-bool CouldBeDirective(std::string_view held) {
-  return held.size() <= kDirective.size() ? kDirective.starts_with(held) : held.starts_with(kDirective);
-}
-
 int64_t MonotonicMs() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-// 0, or the errno of the write that failed.
-int WriteFully(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return EIO;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return 0;
-}
-
-rlim_t CpuSeconds(Duration cpu_time) {
-  return static_cast<rlim_t>((cpu_time.count() + 999) / 1000);  // a limit of 1.5s allows 2
 }
 
 // Applies `limits` to the calling process (the command, just before exec). The error text, or
@@ -87,7 +60,7 @@ std::string ApplyProcessLimits(const TaskLimits& limits) {
   };
   std::string error;
   if (limits.cpu_time && error.empty()) {
-    const rlim_t seconds = CpuSeconds(*limits.cpu_time);
+    const auto seconds = static_cast<rlim_t>(CpuLimitSeconds(*limits.cpu_time));
     error = set(RLIMIT_CPU, seconds, seconds + kCpuTimeKillAfterSeconds, "cpu_time");
   }
   if (limits.address_space && error.empty()) {
@@ -161,10 +134,6 @@ class Wrapper {
   int Fail(const std::string& what);  // before the command started
   void Note(const std::string& text);
   bool ReadPipe(size_t limit);  // false at end of file
-  void OnOutput(std::string_view chunk);
-  void WriteLog(std::string_view data);  // the task's output, within the log's limits
-  TaskExit Outcome(int wait_status, const rusage& usage) const;
-  void FlushHeld();
   void ReportProgress(double fraction);
   void WriteStdout(std::string_view text);
   void HandleSignals();
@@ -177,20 +146,12 @@ class Wrapper {
   int pipe_fd_ = -1;
   pid_t child_ = -1;
   bool stdout_ok_ = true;
-  std::string held_;       // the start of an unfinished line that may become a directive
-  bool mid_line_ = false;  // the output is inside a line: what follows cannot be a directive
-  bool log_mid_line_ = false;  // the log file ends inside a line: a note starts a new one
   bool child_changed_ = false;
   bool stopping_ = false;  // we sent SIGTERM to the group
   bool killed_ = false;    // we sent SIGKILL to the group
   int64_t kill_deadline_ms_ = 0;
   std::optional<ReservedFile> status_file_;  // its space taken before the command starts
-  int64_t log_size_limit_ = kDefaultTaskLogSize;
-  int64_t log_bytes_ = 0;      // in the log file, notes aside
-  int64_t dropped_bytes_ = 0;  // output past log_size_limit_
-  int log_errno_ = 0;          // the first failed write to the log; nothing is written after it
-  int64_t unwritten_bytes_ = 0;  // output lost to that failure
-  bool log_cut_ = false;         // the log reached its limit
+  std::optional<TryOutput> output_;  // once the log is open
 };
 
 int Wrapper::Fail(const std::string& what) {
@@ -202,38 +163,7 @@ int Wrapper::Fail(const std::string& what) {
 }
 
 void Wrapper::Note(const std::string& text) {
-  std::string line = (log_mid_line_ ? "\nnightshift: " : "nightshift: ") + text + "\n";
-  log_mid_line_ = false;
-  (void)WriteFully(log_fd_, line);  // best effort: a note must not hide the error it reports
-}
-
-void Wrapper::WriteLog(std::string_view data) {
-  if (data.empty()) return;
-  if (log_errno_ != 0) {
-    unwritten_bytes_ += static_cast<int64_t>(data.size());
-    return;
-  }
-  const int64_t room = std::max<int64_t>(0, log_size_limit_ - log_bytes_);
-  const bool reaches_limit = static_cast<int64_t>(data.size()) > room;
-  if (reaches_limit) {
-    dropped_bytes_ += static_cast<int64_t>(data.size()) - room;
-    data = data.substr(0, static_cast<size_t>(room));
-  }
-  if (int err = WriteFully(log_fd_, data); err != 0) {
-    // The rest of the output is drained and counted but not written: a log with a hole would
-    // look complete. The try fails for it when the command ends.
-    log_errno_ = err;
-    unwritten_bytes_ += static_cast<int64_t>(data.size());
-    return;
-  }
-  log_bytes_ += static_cast<int64_t>(data.size());
-  if (!data.empty()) log_mid_line_ = data.back() != '\n';
-  if (reaches_limit && !log_cut_) {
-    log_cut_ = true;
-    // Said at once for whoever follows the log; the count of what was dropped comes at the end.
-    Note("the log reached limits.log_size (" + FormatByteSize(log_size_limit_) +
-         "); the rest of the task's output is dropped");
-  }
+  if (output_) output_->Note(text);
 }
 
 int Wrapper::Run() {
@@ -277,11 +207,9 @@ int Wrapper::Run() {
     WriteStdout(FormatWrapperError("this try already has a status; not started again"));
     return kWrapperRefusedExit;
   }
-  log_size_limit_ = args_.limits.log_size.value_or(kDefaultTaskLogSize);
-  if (struct stat log_stat {}; ::fstat(log_fd_, &log_stat) == 0) {
-    log_bytes_ = log_stat.st_size;
-    log_mid_line_ = log_stat.st_size > 0;  // cannot tell cheaply; a blank line is the lesser harm
-  }
+  struct stat log_stat {};
+  const int64_t existing = ::fstat(log_fd_, &log_stat) == 0 ? log_stat.st_size : 0;
+  output_.emplace(log_fd_, args_.log_path, args_.limits.log_size.value_or(kDefaultTaskLogSize), existing);
   // A task that fills the disk with its output (or anything else that does) must not keep its
   // result from being recorded: the status file's space is taken now.
   auto reserved = ReservedFile::Create(args_.status_path, kStatusFileReserve);
@@ -363,17 +291,13 @@ int Wrapper::Run() {
       ReadPipe(static_cast<size_t>(available));
     }
   }
-  FlushHeld();
+  if (auto p = output_->Flush()) ReportProgress(*p);
   int wait_status = 0;
   rusage usage{};
   while (::wait4(child_, &wait_status, 0, &usage) < 0 && errno == EINTR) {
   }
-  if (dropped_bytes_ > 0) {
-    Note(std::to_string(dropped_bytes_) + " bytes of output were dropped: the log is limited to " +
-         FormatByteSize(log_size_limit_) + " (limits.log_size)");
-  }
-  const TaskExit exit = Outcome(wait_status, usage);
-  if (log_errno_ != 0) Note(exit.reason);  // may fail too; the status file has it
+  TaskExit exit = DescribeExit(wait_status, usage, args_.limits, stopping_, killed_);
+  output_->Conclude(exit);
   s = status_file_->Commit(FormatStatusFile(exit), false);
   if (!s.ok()) {
     std::string msg = "nightshift __task-wrapper: cannot write status: " + s.message() + "\n";
@@ -383,50 +307,12 @@ int Wrapper::Run() {
   return exit.exit_code;
 }
 
-TaskExit Wrapper::Outcome(int wait_status, const rusage& usage) const {
-  TaskExit exit{ExitCodeOfWaitStatus(wait_status), {}};
-  if (exit.exit_code != 0) exit.reason = DescribeWaitStatus(wait_status);
-  if (exit.exit_code != 0 && stopping_) {
-    exit.reason += killed_ ? " (stopped: SIGTERM, then SIGKILL)" : " (stopped)";
-  }
-  const TaskLimits& limits = args_.limits;
-  if (exit.exit_code != 0 && !stopping_ && limits.cpu_time) {
-    // SIGXCPU at the soft limit, SIGKILL at the hard one; a shell that ran the command as its
-    // child reports 128+SIGXCPU instead.
-    const int64_t used_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * int64_t{1000} +
-                            (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
-    const bool by_signal = WIFSIGNALED(wait_status) &&
-                           (WTERMSIG(wait_status) == SIGXCPU ||
-                            (WTERMSIG(wait_status) == SIGKILL &&
-                             used_ms >= static_cast<int64_t>(CpuSeconds(*limits.cpu_time)) * 1000));
-    if (by_signal || exit.exit_code == 128 + SIGXCPU) {
-      exit.reason += ": CPU time limit exceeded (limits.cpu_time: " + FormatDuration(*limits.cpu_time) + ")";
-      return exit;
-    }
-  }
-  if (exit.exit_code != 0 && !stopping_) {
-    if (std::string applied = limits.DescribeProcessLimits(); !applied.empty()) {
-      exit.reason += " (under limits: " + applied + ")";
-    }
-  }
-  if (log_errno_ != 0) {
-    // Its output is lost, so its success cannot be told apart from a failure.
-    if (exit.exit_code == 0) {
-      exit.exit_code = kWrapperSetupFailedExit;
-      exit.reason = "exit code 0";
-    }
-    exit.reason += "; cannot write the log " + args_.log_path + ": " + std::strerror(log_errno_) + " (" +
-                   std::to_string(unwritten_bytes_) + " bytes of output lost)";
-  }
-  return exit;
-}
-
 bool Wrapper::ReadPipe(size_t limit) {
   char buf[65536];
   while (limit > 0) {
     ssize_t n = ::read(pipe_fd_, buf, std::min(sizeof buf, limit));
     if (n > 0) {
-      OnOutput(std::string_view(buf, static_cast<size_t>(n)));
+      if (auto p = output_->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) ReportProgress(*p);
       limit -= static_cast<size_t>(n);
       continue;
     }
@@ -435,54 +321,6 @@ bool Wrapper::ReadPipe(size_t limit) {
     return errno == EAGAIN;
   }
   return true;
-}
-
-void Wrapper::OnOutput(std::string_view chunk) {
-  std::optional<double> progress;
-  // Scanned in place, line by line, and logged in runs between directives: a task printing
-  // short lines at full speed must not be slowed down by us.
-  std::string joined;
-  if (!held_.empty()) {
-    joined = std::exchange(held_, {});
-    joined.append(chunk);
-    chunk = joined;
-  }
-  size_t logged = 0;  // chunk[logged, start) is output not yet written to the log
-  size_t start = 0;
-  while (const void* found = std::memchr(chunk.data() + start, '\n', chunk.size() - start)) {
-    const size_t nl = static_cast<size_t>(static_cast<const char*>(found) - chunk.data());
-    if (!mid_line_ && chunk[start] == kDirective.front()) {
-      if (auto p = ParseProgressDirective(chunk.substr(start, nl - start))) {
-        progress = p;  // only the latest of a burst matters
-        WriteLog(chunk.substr(logged, start - logged));
-        logged = nl + 1;
-      }
-    }
-    mid_line_ = false;
-    start = nl + 1;
-  }
-  // Hold back an unfinished line only while it may still be a directive, so that partial
-  // lines ("downloading... ") show up in the log at once.
-  const std::string_view rest = chunk.substr(start);
-  if (!rest.empty() && !mid_line_ && CouldBeDirective(rest) && rest.size() <= kMaxHeldLine) {
-    held_.assign(rest);
-    WriteLog(chunk.substr(logged, start - logged));
-  } else {
-    if (!rest.empty()) mid_line_ = true;
-    WriteLog(chunk.substr(logged));
-  }
-  if (progress) ReportProgress(*progress);
-}
-
-void Wrapper::FlushHeld() {
-  if (held_.empty()) return;
-  if (auto p = mid_line_ ? std::nullopt : ParseProgressDirective(held_)) {
-    ReportProgress(*p);
-  } else {
-    WriteLog(held_);  // a final line without newline stays as the task wrote it
-    mid_line_ = true;
-  }
-  held_.clear();
 }
 
 void Wrapper::ReportProgress(double fraction) {
@@ -537,6 +375,7 @@ bool Wrapper::ChildExited() {
 }  // namespace
 
 std::optional<double> ParseProgressDirective(std::string_view line) {
+  constexpr std::string_view kDirective = "::progress";
   if (!line.starts_with(kDirective)) return std::nullopt;
   std::string_view rest = line.substr(kDirective.size());
   if (rest.empty() || (rest.front() != ' ' && rest.front() != '\t')) return std::nullopt;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "executor/try_journal.h"
 #include "scheduler/cache_key.h"
 #include "scheduler/dag_snapshot.h"
 #include "scheduler/map_expansion.h"
@@ -122,7 +123,9 @@ Status Scheduler::Recover() {
     at.ti_index = i;
     at.task_try = t;
     active_tries_[key] = at;
-    to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path, t.external_id ? "slurm" : "local"});
+    to_adopt.push_back(RunningTask{key, t.pid, t.external_id, t.log_path,
+                                   TryJournalPath(options_.logs_dir, key.dag_id, key.run_id),
+                                   t.external_id ? "slurm" : "local"});
   }
   if (!to_adopt.empty()) {
     std::vector<TaskInstanceKey> adopted = executor_.Adopt(to_adopt);
@@ -1129,6 +1132,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
   TaskSpec spec;
   spec.key = {active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   spec.log_path = log_path;
+  spec.journal_path = TryJournalPath(options_.logs_dir, active.run.dag_id, active.run.run_id);
   spec.output_path = log_path.substr(0, log_path.size() - 4) + ".output.json";
   const Task* task = active.TaskOf(ti);
   std::filesystem::path dag_dir = std::filesystem::path(active.dag.file_path).parent_path();

@@ -1,0 +1,777 @@
+#include "executor/supervisor.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "executor/task_protocol.h"
+#include "executor/try_journal.h"
+#include "executor/try_output.h"
+
+namespace nightshift {
+namespace {
+
+// --- the wire: frames of u32 length + payload; integers in host order (same binary) ---
+
+enum class Request : uint8_t { kStart = 1, kStop };
+
+class Writer {
+ public:
+  Writer() { out_.resize(sizeof(uint32_t)); }
+  template <typename T>
+    requires std::is_arithmetic_v<T> || std::is_enum_v<T>
+  Writer& Put(T value) {
+    out_.append(reinterpret_cast<const char*>(&value), sizeof value);
+    return *this;
+  }
+  Writer& Put(std::string_view s) {
+    Put(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+    return *this;
+  }
+  std::string Frame() {
+    const auto size = static_cast<uint32_t>(out_.size() - sizeof(uint32_t));
+    std::memcpy(out_.data(), &size, sizeof size);
+    return std::move(out_);
+  }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  template <typename T>
+    requires std::is_arithmetic_v<T> || std::is_enum_v<T>
+  bool Get(T* value) {
+    if (in_.size() < sizeof(T)) return ok_ = false;
+    std::memcpy(value, in_.data(), sizeof(T));
+    in_.remove_prefix(sizeof(T));
+    return ok_;
+  }
+  bool Get(std::string* s) {
+    uint32_t size = 0;
+    if (!Get(&size) || in_.size() < size) return ok_ = false;
+    s->assign(in_.substr(0, size));
+    in_.remove_prefix(size);
+    return ok_;
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+// Cuts the whole frames off the front of `buffer`.
+template <typename F>
+void ForEachFrame(std::string& buffer, F&& on_frame) {
+  size_t pos = 0;
+  while (buffer.size() - pos >= sizeof(uint32_t)) {
+    uint32_t size = 0;
+    std::memcpy(&size, buffer.data() + pos, sizeof size);
+    if (buffer.size() - pos - sizeof size < size) break;
+    on_frame(std::string_view(buffer).substr(pos + sizeof size, size));
+    pos += sizeof size + size;
+  }
+  buffer.erase(0, pos);
+}
+
+void PutLimit(Writer& w, const std::optional<int64_t>& value) {
+  w.Put<uint8_t>(value.has_value()).Put<int64_t>(value.value_or(0));
+}
+bool GetLimit(Reader& r, std::optional<int64_t>* value) {
+  uint8_t has = 0;
+  int64_t v = 0;
+  if (!r.Get(&has) || !r.Get(&v)) return false;
+  if (has) *value = v;
+  return true;
+}
+
+std::string EncodeStart(const SupervisedTry& t) {
+  Writer w;
+  w.Put(Request::kStart).Put(t.id).Put(t.command).Put(t.cwd).Put(t.log_path).Put(t.journal_path);
+  w.Put(static_cast<uint32_t>(t.env.size()));
+  for (const std::string& e : t.env) w.Put(e);
+  PutLimit(w, t.limits.log_size);
+  std::optional<int64_t> cpu_ms;
+  if (t.limits.cpu_time) cpu_ms = t.limits.cpu_time->count();
+  PutLimit(w, cpu_ms);
+  PutLimit(w, t.limits.address_space);
+  PutLimit(w, t.limits.open_files);
+  std::optional<int64_t> nice;
+  if (t.limits.nice) nice = *t.limits.nice;
+  PutLimit(w, nice);
+  w.Put(t.kill_grace_ms);
+  return w.Frame();
+}
+
+bool DecodeStart(Reader& r, SupervisedTry* t) {
+  uint32_t envc = 0;
+  if (!r.Get(&t->id) || !r.Get(&t->command) || !r.Get(&t->cwd) || !r.Get(&t->log_path) ||
+      !r.Get(&t->journal_path) || !r.Get(&envc)) {
+    return false;
+  }
+  t->env.resize(envc);
+  for (std::string& e : t->env) {
+    if (!r.Get(&e)) return false;
+  }
+  std::optional<int64_t> cpu_ms, nice;
+  if (!GetLimit(r, &t->limits.log_size) || !GetLimit(r, &cpu_ms) || !GetLimit(r, &t->limits.address_space) ||
+      !GetLimit(r, &t->limits.open_files) || !GetLimit(r, &nice) || !r.Get(&t->kill_grace_ms)) {
+    return false;
+  }
+  if (cpu_ms) t->limits.cpu_time = Duration(*cpu_ms);
+  if (nice) t->limits.nice = static_cast<int>(*nice);
+  return true;
+}
+
+std::string EncodeEvent(const SupervisorEvent& e) {
+  Writer w;
+  w.Put(e.kind).Put(e.id).Put(e.pid).Put(e.exit_code).Put(e.progress).Put(e.reason).Put(e.at_unix_ms);
+  return w.Frame();
+}
+
+bool DecodeEvent(std::string_view frame, SupervisorEvent* e) {
+  Reader r(frame);
+  return r.Get(&e->kind) && r.Get(&e->id) && r.Get(&e->pid) && r.Get(&e->exit_code) && r.Get(&e->progress) &&
+         r.Get(&e->reason) && r.Get(&e->at_unix_ms);
+}
+
+// --- the supervisor process ---
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t UnixMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// mkdir -p for the folder of `path`. 0 or an errno.
+int MakeParentFolders(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return 0;
+  const std::string folder = path.substr(0, slash);
+  if (::mkdir(folder.c_str(), 0755) == 0 || errno == EEXIST) return 0;
+  if (errno != ENOENT) return errno;
+  if (int e = MakeParentFolders(folder); e != 0) return e;
+  return ::mkdir(folder.c_str(), 0755) == 0 || errno == EEXIST ? 0 : errno;
+}
+
+// What the vforked child needs, prepared beforehand: between vfork and exec the child shares
+// our memory, so it allocates nothing and only makes system calls.
+struct ChildPlan {
+  const char* command = nullptr;
+  const char* cwd = nullptr;  // nullptr: stay
+  char* const* envp = nullptr;
+  int out_fd = -1;
+  int devnull = -1;
+  std::optional<rlimit> cpu, address_space, open_files;
+  std::optional<int> nice;
+};
+
+void ChildSay(const char* a, const char* b, int err) {
+  const char* parts[] = {"nightshift: ", a, b, ": ", std::strerror(err), "\n"};
+  for (const char* p : parts) (void)!::write(2, p, std::strlen(p));
+}
+
+[[noreturn]] void ChildExec(const ChildPlan& plan) {
+  ::setsid();  // its own session and process group, so stopping it reaches everything it started
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::dup2(plan.devnull, 0);
+  ::dup2(plan.out_fd, 1);
+  ::dup2(plan.out_fd, 2);
+  if (plan.cwd && ::chdir(plan.cwd) != 0) {
+    ChildSay("cannot change directory to ", plan.cwd, errno);
+    ::_exit(127);
+  }
+  // Last, so that nothing of ours runs under them.
+  if (plan.cpu && ::setrlimit(RLIMIT_CPU, &*plan.cpu) != 0) {
+    ChildSay("cannot set limits.", "cpu_time", errno);
+    ::_exit(126);
+  }
+  if (plan.address_space && ::setrlimit(RLIMIT_AS, &*plan.address_space) != 0) {
+    ChildSay("cannot set limits.", "address_space", errno);
+    ::_exit(126);
+  }
+  if (plan.open_files && ::setrlimit(RLIMIT_NOFILE, &*plan.open_files) != 0) {
+    ChildSay("cannot set limits.", "open_files", errno);
+    ::_exit(126);
+  }
+  if (plan.nice && ::setpriority(PRIO_PROCESS, 0, *plan.nice) != 0) {
+    ChildSay("cannot set limits.", "nice", errno);
+    ::_exit(126);
+  }
+  char sh[] = "sh";
+  char dash_c[] = "-c";
+  char* const argv[] = {sh, dash_c, const_cast<char*>(plan.command), nullptr};
+  ::execve("/bin/sh", argv, plan.envp);
+  ChildSay("cannot run ", "/bin/sh", errno);
+  ::_exit(127);
+}
+
+// vfork: the parent sleeps until the child has exec'ed (or exited), and no page tables are
+// copied, which is most of what a fork costs. Kept in a function of its own so that no local
+// of the caller lives across it.
+__attribute__((noinline)) pid_t SpawnChild(const ChildPlan& plan) {
+#if defined(__SANITIZE_ADDRESS__)
+  const pid_t pid = ::fork();  // ASan's bookkeeping does not survive a shared address space
+#else
+  const pid_t pid = ::vfork();
+#endif
+  if (pid == 0) ChildExec(plan);
+  return pid;
+}
+
+// A run's journal, open while tries of it run.
+struct Journal {
+  int fd = -1;
+  int users = 0;
+  int64_t reserved_until = 0;  // the file's blocks are allocated up to here
+  int64_t size = 0;            // what we know of its length (other supervisors append too)
+};
+
+// Room kept allocated past the journal's end, so that the end of every running try can be
+// recorded on a full disk.
+constexpr int64_t kJournalReserve = 64 * 1024;
+constexpr int64_t kJournalReserveLow = 16 * 1024;
+// Output copied per try and round, so that one chatty task cannot starve the others.
+constexpr size_t kMaxReadPerRound = 1 << 20;
+
+struct Try {
+  SupervisedTry request;
+  pid_t pid = 0;
+  int pidfd = -1;
+  int pipe = -1;
+  int log = -1;
+  Journal* journal = nullptr;
+  std::optional<TryOutput> output;
+  bool stopping = false;
+  bool killed = false;
+  int64_t kill_deadline_ms = 0;
+};
+
+// epoll data: what a descriptor is (top byte) and which try (the rest).
+enum Tag : uint64_t { kRequestsTag = 1, kEventsTag, kPipeTag, kPidfdTag };
+uint64_t Tagged(Tag tag, uint64_t slot) { return (static_cast<uint64_t>(tag) << 56) | slot; }
+
+class Supervisor {
+ public:
+  Supervisor(int requests, int events) : requests_(requests), events_(events) {}
+  [[noreturn]] void Run();
+
+ private:
+  void OnRequests();
+  void Start(SupervisedTry request);
+  void StopTry(uint64_t id);
+  void OnPipe(uint64_t slot);
+  void OnExit(uint64_t slot);
+  void Send(const SupervisorEvent& event);
+  void FlushEvents();
+  Journal* OpenJournal(const std::string& path, std::string* error);
+  void CloseJournal(Journal* journal, const std::string& path);
+  void NotStarted(uint64_t id, std::string reason);
+  void CheckDeadlines();
+
+  int requests_;
+  int events_;
+  int epoll_ = -1;
+  int devnull_ = -1;
+  bool daemon_gone_ = false;
+  std::string in_;   // request bytes not parsed yet
+  std::string out_;  // event bytes not sent yet
+  bool waiting_writable_ = false;
+  JournalStart self_{};
+  uint64_t next_slot_ = 1;
+  std::map<uint64_t, Try> tries_;      // by slot
+  std::map<uint64_t, uint64_t> slot_of_;  // request id -> slot
+  std::map<std::string, Journal> journals_;
+};
+
+void Supervisor::Run() {
+  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  devnull_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (epoll_ < 0 || devnull_ < 0) ::_exit(1);
+  ::fcntl(requests_, F_SETFL, O_NONBLOCK);
+  ::fcntl(events_, F_SETFL, O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Tagged(kRequestsTag, 0);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, requests_, &ev);
+  if (auto stat = ReadProcStat(::getpid())) self_.supervisor_start_time = stat->start_time;
+  self_.supervisor_pid = ::getpid();
+
+  epoll_event ready[64];
+  for (;;) {
+    if (daemon_gone_ && tries_.empty()) ::_exit(0);
+    int timeout = -1;
+    for (const auto& [slot, t] : tries_) {
+      if (!t.stopping || t.killed) continue;
+      const int64_t left = std::max<int64_t>(0, t.kill_deadline_ms - MonotonicMs());
+      timeout = timeout < 0 ? static_cast<int>(left) : std::min(timeout, static_cast<int>(left));
+    }
+    const int n = ::epoll_wait(epoll_, ready, 64, timeout);
+    if (n < 0 && errno != EINTR) ::_exit(1);
+    for (int i = 0; i < n; ++i) {
+      const uint64_t data = ready[i].data.u64;
+      const uint64_t slot = data & ((uint64_t{1} << 56) - 1);
+      switch (static_cast<Tag>(data >> 56)) {
+        case kRequestsTag: OnRequests(); break;
+        case kEventsTag: FlushEvents(); break;
+        case kPipeTag: OnPipe(slot); break;
+        case kPidfdTag: OnExit(slot); break;
+      }
+    }
+    CheckDeadlines();
+  }
+}
+
+void Supervisor::OnRequests() {
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(requests_, buf, sizeof buf);
+    if (n > 0) {
+      in_.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    // The daemon is gone (or closed us): nobody asks for anything any more, and nobody hears.
+    daemon_gone_ = true;
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, requests_, nullptr);
+    ::close(requests_);
+    ::close(events_);
+    requests_ = events_ = -1;
+    out_.clear();
+    break;
+  }
+  ForEachFrame(in_, [this](std::string_view frame) {
+    Reader r(frame);
+    Request kind{};
+    if (!r.Get(&kind)) return;
+    if (kind == Request::kStart) {
+      SupervisedTry request;
+      if (DecodeStart(r, &request)) Start(std::move(request));
+    } else if (kind == Request::kStop) {
+      uint64_t id = 0;
+      if (r.Get(&id)) StopTry(id);
+    }
+  });
+}
+
+Journal* Supervisor::OpenJournal(const std::string& path, std::string* error) {
+  Journal& journal = journals_[path];
+  if (journal.fd < 0) {
+    journal.fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (journal.fd < 0) {
+      *error = "cannot open the tries journal " + path + ": " + std::strerror(errno);
+      journals_.erase(path);
+      return nullptr;
+    }
+    struct stat st {};
+    if (::fstat(journal.fd, &st) == 0) journal.size = st.st_size;
+    journal.reserved_until = journal.size;
+  }
+  if (journal.reserved_until - journal.size < kJournalReserveLow) {
+    struct stat st {};
+    if (::fstat(journal.fd, &st) == 0) journal.size = std::max<int64_t>(journal.size, st.st_size);
+    if (::fallocate(journal.fd, FALLOC_FL_KEEP_SIZE, journal.size, kJournalReserve) == 0) {
+      journal.reserved_until = journal.size + kJournalReserve;
+    } else if (errno != EOPNOTSUPP) {
+      *error = "cannot reserve room in the tries journal " + path + ": " + std::strerror(errno);
+      if (journal.users == 0) CloseJournal(&journal, path);
+      return nullptr;
+    }
+  }
+  ++journal.users;
+  return &journal;
+}
+
+void Supervisor::CloseJournal(Journal* journal, const std::string& path) {
+  ::close(journal->fd);
+  journals_.erase(path);
+}
+
+void Supervisor::NotStarted(uint64_t id, std::string reason) {
+  SupervisorEvent event;
+  event.kind = SupervisorEvent::Kind::kNotStarted;
+  event.id = id;
+  event.reason = std::move(reason);
+  Send(event);
+}
+
+void Supervisor::Start(SupervisedTry request) {
+  const uint64_t id = request.id;
+  if (slot_of_.count(id)) return NotStarted(id, "the supervisor already runs a try with this id");
+  if (!IsJournalSafe(request.log_path) || !IsJournalSafe(request.journal_path)) {
+    return NotStarted(id, "a log path with a tab or newline cannot be recorded: " + request.log_path);
+  }
+  if (int e = MakeParentFolders(request.log_path); e != 0) {
+    return NotStarted(id, "cannot create the log folder for " + request.log_path + ": " + std::strerror(e));
+  }
+  if (int e = MakeParentFolders(request.journal_path); e != 0) {
+    return NotStarted(id, "cannot create the folder of " + request.journal_path + ": " + std::strerror(e));
+  }
+  std::string error;
+  Journal* journal = OpenJournal(request.journal_path, &error);
+  if (!journal) return NotStarted(id, error);
+  const int log = ::open(request.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  int fds[2] = {-1, -1};
+  if (log < 0 || ::pipe2(fds, O_CLOEXEC) != 0) {
+    const int e = errno;
+    std::string what = log < 0 ? "cannot open log " + request.log_path : std::string("pipe");
+    if (log >= 0) ::close(log);
+    if (--journal->users == 0 && journals_.size() > 16) CloseJournal(journal, request.journal_path);
+    return NotStarted(id, what + ": " + std::strerror(e));
+  }
+
+  std::vector<char*> envp;
+  envp.reserve(request.env.size() + 1);
+  for (std::string& e : request.env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  ChildPlan plan;
+  plan.command = request.command.c_str();
+  plan.cwd = request.cwd.empty() ? nullptr : request.cwd.c_str();
+  plan.envp = envp.data();
+  plan.out_fd = fds[1];
+  plan.devnull = devnull_;
+  const TaskLimits& limits = request.limits;
+  if (limits.cpu_time) {
+    const auto seconds = static_cast<rlim_t>(CpuLimitSeconds(*limits.cpu_time));
+    plan.cpu = rlimit{seconds, seconds + kCpuTimeKillAfterSeconds};
+  }
+  if (limits.address_space) {
+    const auto bytes = static_cast<rlim_t>(*limits.address_space);
+    plan.address_space = rlimit{bytes, bytes};
+  }
+  if (limits.open_files) {
+    const auto files = static_cast<rlim_t>(*limits.open_files);
+    plan.open_files = rlimit{files, files};
+  }
+  plan.nice = limits.nice;
+  const pid_t pid = SpawnChild(plan);
+  const int spawn_errno = errno;
+  ::close(fds[1]);
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(log);
+    --journal->users;
+    return NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
+  }
+
+  const uint64_t slot = next_slot_++;
+  Try& t = tries_[slot];
+  t.request = std::move(request);
+  t.pid = pid;
+  t.pidfd = PidfdOpen(pid);  // our unreaped child: the pid is still its own
+  t.pipe = fds[0];
+  t.log = log;
+  t.journal = journal;
+  const off_t existing = ::lseek(log, 0, SEEK_END);
+  t.output.emplace(log, t.request.log_path, limits.log_size.value_or(kDefaultTaskLogSize),
+                   existing > 0 ? existing : 0);
+  slot_of_[id] = slot;
+
+  JournalStart start = self_;
+  start.pid = pid;
+  if (auto stat = ReadProcStat(pid)) start.start_time = stat->start_time;
+  const std::string record = FormatJournalStart(t.request.log_path, start);
+  if (WriteFully(journal->fd, record) == 0) journal->size += static_cast<int64_t>(record.size());
+
+  ::fcntl(t.pipe, F_SETFL, O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = Tagged(kPipeTag, slot);
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, t.pipe, &ev);
+  ev.data.u64 = Tagged(kPidfdTag, slot);
+  if (t.pidfd < 0 || ::epoll_ctl(epoll_, EPOLL_CTL_ADD, t.pidfd, &ev) != 0) {
+    // Cannot happen on the kernels we support (pidfds: Linux 5.3); without one we would never
+    // learn of the exit, so stop the try now and record that.
+    t.output->Note("cannot watch the task (pidfd_open failed); killing it");
+    ::kill(-pid, SIGKILL);
+    t.stopping = t.killed = true;
+  }
+
+  SupervisorEvent started;
+  started.kind = SupervisorEvent::Kind::kStarted;
+  started.id = id;
+  started.pid = pid;
+  Send(started);
+  if (t.pidfd < 0) OnExit(slot);
+}
+
+void Supervisor::StopTry(uint64_t id) {
+  auto it = slot_of_.find(id);
+  if (it == slot_of_.end()) return;  // ended already; its exit is on its way
+  Try& t = tries_.at(it->second);
+  if (t.stopping) return;
+  t.stopping = true;
+  t.kill_deadline_ms = MonotonicMs() + t.request.kill_grace_ms;
+  t.output->Note("stop requested; sending SIGTERM to the task's process group");
+  ::kill(-t.pid, SIGTERM);
+}
+
+void Supervisor::CheckDeadlines() {
+  const int64_t now = MonotonicMs();
+  for (auto& [slot, t] : tries_) {
+    if (!t.stopping || t.killed || now < t.kill_deadline_ms) continue;
+    t.output->Note("the task did not stop within " + std::to_string(t.request.kill_grace_ms) +
+                   " ms; sending SIGKILL");
+    ::kill(-t.pid, SIGKILL);
+    t.killed = true;
+  }
+}
+
+void Supervisor::OnPipe(uint64_t slot) {
+  auto it = tries_.find(slot);
+  if (it == tries_.end() || it->second.pipe < 0) return;
+  Try& t = it->second;
+  char buf[65536];
+  std::optional<double> progress;
+  size_t budget = kMaxReadPerRound;
+  while (budget > 0) {
+    const ssize_t n = ::read(t.pipe, buf, std::min(sizeof buf, budget));
+    if (n > 0) {
+      if (auto p = t.output->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) progress = p;
+      budget -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    ::close(t.pipe);  // end of file: every writer is gone
+    t.pipe = -1;
+    break;
+  }
+  if (progress) {
+    SupervisorEvent event;
+    event.kind = SupervisorEvent::Kind::kProgress;
+    event.id = t.request.id;
+    event.progress = *progress;
+    Send(event);
+  }
+}
+
+void Supervisor::OnExit(uint64_t slot) {
+  auto it = tries_.find(slot);
+  if (it == tries_.end()) return;
+  Try& t = it->second;
+  // The command is a zombie until wait4 below, so its pid still names the group: no other
+  // process can have taken it. Background processes of a task we did not stop are left alone.
+  if (t.stopping) ::kill(-t.pid, SIGKILL);
+  if (t.pipe >= 0) {
+    // Everything the command wrote is in the pipe now; read that much and no more, since a
+    // background process may keep writing forever.
+    int available = 0;
+    if (::ioctl(t.pipe, FIONREAD, &available) == 0 && available > 0) {
+      char buf[65536];
+      std::optional<double> progress;
+      while (available > 0) {
+        const ssize_t n = ::read(t.pipe, buf, std::min(sizeof buf, static_cast<size_t>(available)));
+        if (n <= 0) break;
+        if (auto p = t.output->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) progress = p;
+        available -= static_cast<int>(n);
+      }
+      if (progress) {
+        SupervisorEvent event;
+        event.kind = SupervisorEvent::Kind::kProgress;
+        event.id = t.request.id;
+        event.progress = *progress;
+        Send(event);
+      }
+    }
+  }
+  if (auto p = t.output->Flush()) {
+    SupervisorEvent event;
+    event.kind = SupervisorEvent::Kind::kProgress;
+    event.id = t.request.id;
+    event.progress = *p;
+    Send(event);
+  }
+  int wait_status = 0;
+  rusage usage{};
+  while (::wait4(t.pid, &wait_status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  TaskExit exit = DescribeExit(wait_status, usage, t.request.limits, t.stopping, t.killed);
+  t.output->Conclude(exit);
+  const int64_t at = UnixMs();
+  const std::string record =
+      FormatJournalEnd(t.request.log_path, JournalEnd{exit.exit_code, exit.reason, TimePoint(std::chrono::milliseconds(at))});
+  if (int e = WriteFully(t.journal->fd, record); e == 0) {
+    t.journal->size += static_cast<int64_t>(record.size());
+  } else {
+    t.output->Note(std::string("cannot record the try's end in the journal: ") + std::strerror(e));
+  }
+
+  SupervisorEvent event;
+  event.kind = SupervisorEvent::Kind::kExited;
+  event.id = t.request.id;
+  event.exit_code = exit.exit_code;
+  event.reason = std::move(exit.reason);
+  event.at_unix_ms = at;
+  Send(event);
+
+  for (int fd : {t.pipe, t.pidfd, t.log}) {
+    if (fd >= 0) ::close(fd);  // closing takes it out of the epoll set
+  }
+  if (--t.journal->users == 0 && journals_.size() > 16) CloseJournal(t.journal, t.request.journal_path);
+  slot_of_.erase(t.request.id);
+  tries_.erase(it);
+}
+
+void Supervisor::Send(const SupervisorEvent& event) {
+  if (daemon_gone_) return;
+  out_ += EncodeEvent(event);
+  FlushEvents();
+}
+
+void Supervisor::FlushEvents() {
+  while (!out_.empty() && events_ >= 0) {
+    const ssize_t n = ::send(events_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.erase(0, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    out_.clear();  // the daemon is gone; OnRequests will see it too
+    return;
+  }
+  // A busy daemon must not stall the tries: what it has not read waits here.
+  const bool want = !out_.empty();
+  if (want == waiting_writable_ || events_ < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLOUT;
+  ev.data.u64 = Tagged(kEventsTag, 0);
+  ::epoll_ctl(epoll_, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, events_, &ev);
+  waiting_writable_ = want;
+}
+
+[[noreturn]] void SupervisorMain(int requests, int events) {
+  ::prctl(PR_SET_NAME, "ns-supervisor");
+  // Outlives the daemon: out of its session (a terminal's ^C is for the daemon), deaf to the
+  // signals a daemon's stop sends, and a closed socket is not a reason to die.
+  ::setsid();
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGQUIT, SIG_IGN);
+  ::signal(SIGCHLD, SIG_DFL);  // our children must stay waitable
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  Supervisor(requests, events).Run();
+}
+
+std::unique_ptr<SupervisorClient>& Prestarted() {
+  static std::unique_ptr<SupervisorClient> prestarted;
+  return prestarted;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SupervisorClient>> SupervisorClient::Start() {
+  int requests[2], events[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, requests) != 0) {
+    return Status::IOError(std::string("socketpair: ") + std::strerror(errno));
+  }
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, events) != 0) {
+    const int e = errno;
+    ::close(requests[0]);
+    ::close(requests[1]);
+    return Status::IOError(std::string("socketpair: ") + std::strerror(e));
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int e = errno;
+    for (int fd : {requests[0], requests[1], events[0], events[1]}) ::close(fd);
+    return Status::IOError(std::string("fork: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    // Only our two sockets (and stdin/out/err) stay open: none of the daemon's descriptors
+    // (listening socket, database, state-dir lock) may live on in a process that outlives it.
+    int keep[2] = {std::min(requests[1], events[1]), std::max(requests[1], events[1])};
+    ::close_range(3, static_cast<unsigned>(keep[0] - 1), 0);
+    if (keep[1] > keep[0] + 1) ::close_range(static_cast<unsigned>(keep[0] + 1), static_cast<unsigned>(keep[1] - 1), 0);
+    ::close_range(static_cast<unsigned>(keep[1] + 1), ~0U, 0);
+    SupervisorMain(requests[1], events[1]);
+  }
+  ::close(requests[1]);
+  ::close(events[1]);
+  return std::unique_ptr<SupervisorClient>(new SupervisorClient(requests[0], events[0], pid));
+}
+
+void SupervisorClient::Prestart() {
+  if (Prestarted()) return;
+  if (auto started = Start(); started.ok()) Prestarted() = std::move(*started);
+}
+
+std::unique_ptr<SupervisorClient> SupervisorClient::TakePrestarted() { return std::move(Prestarted()); }
+
+SupervisorClient::~SupervisorClient() {
+  if (requests_ >= 0) ::close(requests_);
+  if (events_ >= 0) ::close(events_);
+  // Reaped if it has ended; otherwise it ends on its own and init reaps it after we are gone.
+  (void)::waitpid(pid_, nullptr, WNOHANG);
+}
+
+Status SupervisorClient::Write(const std::string& frame) {
+  std::string_view data = frame;
+  while (!data.empty()) {
+    const ssize_t n = ::send(requests_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return Status::IOError("the supervisor (pid " + std::to_string(pid_) + ") is gone: " +
+                           std::strerror(n < 0 ? errno : EPIPE));
+  }
+  return Status::OK();
+}
+
+Status SupervisorClient::Send(const SupervisedTry& request) { return Write(EncodeStart(request)); }
+
+Status SupervisorClient::Stop(uint64_t id) {
+  Writer w;
+  w.Put(Request::kStop).Put(id);
+  return Write(w.Frame());
+}
+
+void SupervisorClient::Feed(std::string_view bytes, std::vector<SupervisorEvent>* out) {
+  partial_.append(bytes);
+  ForEachFrame(partial_, [out](std::string_view frame) {
+    SupervisorEvent event;
+    if (DecodeEvent(frame, &event)) out->push_back(std::move(event));
+  });
+}
+
+}  // namespace nightshift

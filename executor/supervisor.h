@@ -1,0 +1,101 @@
+// The supervisor: one small process per daemon that starts, watches and records every local
+// try. It replaced a wrapper process per try (docs/adr/0005): a `true` task then cost two
+// forks, four new files and a wrapper's whole life; now it costs one vfork+exec of /bin/sh, its
+// log file and two lines in the run's tries journal (try_journal.h), like a make or ninja job.
+//
+// What makes a try's result durable is that the supervisor does not die with the daemon. It is
+// forked at the start of `serve` and `run` (before the daemon loads anything, so it stays
+// small), lives in a session of its own and ignores the terminal's signals. When the daemon
+// goes away, even with kill -9, the supervisor goes on copying output into the logs and
+// records every end in the journal, then exits once its last try has ended. A restarted daemon
+// starts a supervisor of its own and adopts the old one's tries from the journals.
+//
+// For each try it:
+//  1. creates the log's folder, reserves room in the journal (so a full disk cannot keep the
+//     end from being recorded) and opens the log;
+//  2. vforks /bin/sh -c COMMAND in a new session (so stopping it reaches everything it
+//     started), stdin /dev/null, stdout+stderr into a pipe, in the task's folder, under its
+//     rlimits and niceness (failure: a message in the log, exit 127 or 126);
+//  3. appends the S record (pid and start time) to the journal and tells the daemon;
+//  4. copies the pipe into the log through TryOutput (progress lines become progress events,
+//     the log's size limit is applied);
+//  5. on a stop request: SIGTERM to the try's process group, SIGKILL after its grace;
+//  6. when the command exits (seen through its pidfd): copies what is left in the pipe, kills
+//     the group if it was being stopped, reaps it, appends the E record and tells the daemon.
+//
+// The daemon's side of the conversation is SupervisorClient; the wire format is private to
+// supervisor.cc, since both ends are the same binary.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "core/task_limits.h"
+
+namespace nightshift {
+
+struct SupervisedTry {
+  uint64_t id = 0;          // the daemon's name for it in events
+  std::string command;      // run by /bin/sh -c
+  std::string cwd;          // empty: the supervisor's own
+  std::string log_path;     // absolute; names the try in the journal
+  std::string journal_path;
+  std::vector<std::string> env;  // NAME=VALUE, the whole environment
+  TaskLimits limits;
+  int64_t kill_grace_ms = 10000;
+};
+
+struct SupervisorEvent {
+  enum class Kind : uint8_t { kStarted = 1, kNotStarted, kProgress, kExited };
+  Kind kind = Kind::kStarted;
+  uint64_t id = 0;
+  int64_t pid = 0;        // kStarted
+  int exit_code = 0;      // kExited
+  double progress = 0;    // kProgress
+  std::string reason;     // kNotStarted: why; kExited: why it failed, or empty
+  int64_t at_unix_ms = 0; // kExited: when the supervisor saw it end
+};
+
+class SupervisorClient {
+ public:
+  // Forks a supervisor. Best called before threads start and while the process is small
+  // (main() does, through Prestart); later calls work too.
+  static Result<std::unique_ptr<SupervisorClient>> Start();
+  // Forks one now for the first TakePrestarted() to pick up.
+  static void Prestart();
+  // The prestarted supervisor, once; nullptr when there is none (left).
+  static std::unique_ptr<SupervisorClient> TakePrestarted();
+
+  // Closes both sockets: the supervisor finishes its tries on its own, then exits.
+  ~SupervisorClient();
+  SupervisorClient(const SupervisorClient&) = delete;
+  SupervisorClient& operator=(const SupervisorClient&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Where events arrive; the caller reads it (it may make it non-blocking) and Feed()s the bytes.
+  int events_fd() const { return events_; }
+
+  // IOError when the supervisor is gone.
+  Status Send(const SupervisedTry& request);
+  Status Stop(uint64_t id);
+
+  // Appends the whole events in `bytes` (which may end mid-event) to `out`.
+  void Feed(std::string_view bytes, std::vector<SupervisorEvent>* out);
+
+ private:
+  SupervisorClient(int requests, int events, pid_t pid) : requests_(requests), events_(events), pid_(pid) {}
+  Status Write(const std::string& frame);
+
+  int requests_ = -1;
+  int events_ = -1;
+  pid_t pid_ = 0;
+  std::string partial_;  // bytes of an event not complete yet
+};
+
+}  // namespace nightshift
