@@ -32,6 +32,8 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+bool g_keep = false;  // --keep: leave the temporary folders (state.db) for a look
+
 double ThreadCpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -198,8 +200,12 @@ bool RunOnce(const std::string& shape, int n, int parallelism, bool split, Resul
     out->passes = passes;
     out->latencies = std::move(executor.latencies);
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+  if (g_keep) {
+    std::fprintf(stderr, "kept %s\n", dir.c_str());
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
   return ok;
 }
 
@@ -248,11 +254,13 @@ int Main(int argc, char** argv) {
       parallelism = std::max(1, std::atoi(value().c_str()));
     } else if (arg == "--split") {
       split = true;
+    } else if (arg == "--keep") {
+      g_keep = true;
     } else if (arg == "--verbose") {
       spdlog::set_level(spdlog::level::info);
     } else {
       std::fprintf(stderr,
-                   "usage: sched_overhead [--shapes wide:1000,chain:1000] [--reps 3] [-j 2] [--split] [--verbose]\n"
+                   "usage: sched_overhead [--shapes wide:1000,chain:1000] [--reps 3] [-j 2] [--split] [--keep] [--verbose]\n"
                    "  --split: a try's start and finish arrive in two passes instead of one\n");
       return 2;
     }

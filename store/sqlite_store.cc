@@ -1058,6 +1058,23 @@ Status SqliteStore::InsertTaskInstance(TaskInstance* ti) {
 
 Status SqliteStore::UpdateTaskInstance(const TaskInstance& ti) {
   std::lock_guard lock(mu_);
+  // The scheduler's common case: the row keeps its key (run_pk, task_id, map_index), so only the
+  // other columns are assigned. A column in SET makes SQLite rewrite every index on it and check
+  // every reference from it, whatever the value; leaving the key out spares the UNIQUE index and
+  // the foreign key check on each state change. The key columns are compared instead, so a
+  // changed key (a `from` expansion renumbers its placeholder) falls through to the full update.
+  {
+    Result<Statement> s = Prepare(
+        "UPDATE task_instances SET state = ?4, try_number = ?5, queued_at = ?6, start_date = ?7, end_date = ?8, "
+        "next_retry_at = ?9, pool = ?10, priority_weight = ?11, pid = ?12, external_id = ?13, progress = ?14, "
+        "output = ?15, waiting_reason = ?16, cached = ?17, max_tries = ?18 "
+        "WHERE id = ?19 AND run_pk = ?1 AND task_id = ?2 AND map_index = ?3");
+    if (!s.ok()) return s.status();
+    BindTaskInstanceFields(*s, ti);
+    s->Bind(19, ti.id);
+    if (Status st = s->Run(); !st.ok()) return st;
+    if (sqlite3_changes64(db_) > 0) return Status::OK();
+  }
   Result<Statement> s = Prepare(
       "UPDATE task_instances SET run_pk = ?, task_id = ?, map_index = ?, state = ?, try_number = ?, "
       "queued_at = ?, "
@@ -1104,6 +1121,20 @@ Status SqliteStore::InsertTry(TaskTry* task_try) {
 
 Status SqliteStore::UpdateTry(const TaskTry& task_try) {
   std::lock_guard lock(mu_);
+  // As in UpdateTaskInstance: a try keeps its key (ti_pk, try_number), log path and cache key
+  // once inserted, so the common update assigns only what changes (sparing the UNIQUE index,
+  // the cache key's index and the foreign key check) and compares the rest.
+  {
+    Result<Statement> s = Prepare(
+        "UPDATE task_tries SET state = ?3, start_date = ?4, end_date = ?5, exit_code = ?6, pid = ?7, "
+        "external_id = ?8, reason = ?10 "
+        "WHERE id = ?12 AND ti_pk = ?1 AND try_number = ?2 AND log_path = ?9 AND cache_key IS ?11");
+    if (!s.ok()) return s.status();
+    BindTryFields(*s, task_try);
+    s->Bind(12, task_try.id);
+    if (Status st = s->Run(); !st.ok()) return st;
+    if (sqlite3_changes64(db_) > 0) return Status::OK();
+  }
   Result<Statement> s = Prepare(
       "UPDATE task_tries SET ti_pk = ?, try_number = ?, state = ?, start_date = ?, end_date = ?, exit_code = "
       "?, "
