@@ -12,6 +12,26 @@ bool CountsUpstream(TaskState state) {
          state == TaskState::kUpstreamFailed;
 }
 
+// Moves one instance's state in the counts a trigger rule reads.
+void AddUpstream(UpstreamCounts& c, TaskState state, int delta) {
+  switch (state) {
+    case TaskState::kSuccess:
+      c.success += delta;
+      break;
+    case TaskState::kSkipped:
+      c.skipped += delta;
+      break;
+    case TaskState::kFailed:
+      c.failed += delta;
+      break;
+    case TaskState::kUpstreamFailed:
+      c.upstream_failed += delta;
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 void StateCounts::Add(TaskState state, int delta) {
@@ -79,7 +99,26 @@ void ActiveRun::Index() {
       retries.emplace(tis[i].next_retry_at.value_or(TimePoint{}), i);
     }
   }
+  for (auto& [task_id, node] : nodes) {
+    const UpstreamCounts mine = node.counts.AsUpstream();
+    for (const std::string& down : node.downstream) {
+      auto down_node = nodes.find(down);
+      if (down_node == nodes.end()) continue;
+      UpstreamCounts& c = down_node->second.upstream;
+      c.total += mine.total;
+      c.success += mine.success;
+      c.skipped += mine.skipped;
+      c.failed += mine.failed;
+      c.upstream_failed += mine.upstream_failed;
+    }
+  }
   for (const auto& [task_id, node] : nodes) tasks_to_evaluate.emplace(node.rank, task_id);
+}
+
+const UpstreamCounts& ActiveRun::UpstreamOf(const std::string& task_id) const {
+  static const UpstreamCounts kNone;
+  auto node = nodes.find(task_id);
+  return node == nodes.end() ? kNone : node->second.upstream;
 }
 
 const Task* ActiveRun::FindTask(const std::string& task_id) const {
@@ -101,6 +140,13 @@ size_t ActiveRun::AddInstance(TaskInstance ti) {
   if (node != nodes.end()) {
     node->second.instances.push_back(index);
     node->second.counts.Add(ti.state, 1);
+    for (const std::string& down : node->second.downstream) {
+      auto down_node = nodes.find(down);
+      if (down_node == nodes.end()) continue;
+      UpstreamCounts& c = down_node->second.upstream;
+      c.total += 1;
+      AddUpstream(c, ti.state, 1);
+    }
   }
   counts.Add(ti.state, 1);
   tis.push_back(std::move(ti));
@@ -121,7 +167,13 @@ void ActiveRun::Recount(size_t index, TaskState from, TaskState to) {
   node->second.counts.Add(from, -1);
   node->second.counts.Add(to, 1);
   if (CountsUpstream(from) || CountsUpstream(to)) {
-    for (const std::string& down : node->second.downstream) EvaluateTaskLater(down);
+    for (const std::string& down : node->second.downstream) {
+      auto down_node = nodes.find(down);
+      if (down_node == nodes.end()) continue;
+      AddUpstream(down_node->second.upstream, from, -1);
+      AddUpstream(down_node->second.upstream, to, 1);
+      tasks_to_evaluate.emplace(down_node->second.rank, down);
+    }
   }
   if (to == TaskState::kScheduled) instances_to_evaluate.insert(index);
 }

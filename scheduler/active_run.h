@@ -40,6 +40,9 @@ struct TaskNode {
   std::vector<size_t> instances;       // indices into ActiveRun::tis, in creation order
   std::vector<std::string> downstream; // tasks that depend on this one
   StateCounts counts;
+  // The counts a trigger rule reads: the sum of `counts` over this task's upstream tasks (in
+  // the run), kept as they change, so deciding costs the same for one upstream as for 10,000.
+  UpstreamCounts upstream;
   // The trigger decision last applied to all of this task's waiting instances; a pass that
   // reaches the same decision again has nothing to do for them.
   std::optional<TriggerDecision> applied;
@@ -76,6 +79,9 @@ struct ActiveRun {
   // evaluated: its downstream tasks, and itself when it waits again.
   void Recount(size_t index, TaskState from, TaskState to);
   void EvaluateTaskLater(const std::string& task_id);
+  // The counts of a task's upstream tasks, as `TaskNode::upstream` keeps them (for an unknown
+  // task: nothing upstream).
+  const UpstreamCounts& UpstreamOf(const std::string& task_id) const;
   // The tasks that depend on `task_id`, transitively.
   std::set<std::string> Downstream(const std::string& task_id) const;
 };

@@ -2,6 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
 namespace nightshift {
 namespace {
 
@@ -137,9 +142,242 @@ Task TaskFromJson(const json& j) {
   return t;
 }
 
+// ---- A direct writer ------------------------------------------------------------------------
+// Builds the same text nlohmann's dump() gives for the json above (keys in std::map order, the
+// same escapes), without building the tree: a run of a 10,000-task DAG starts with a snapshot
+// of several megabytes, and the tree made it most of a run's creation cost.
+// (dag_snapshot_test checks the two agree.)
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // cut short
+    for (size_t k = 1; k <= n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are invalid, as nlohmann judges.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+class Writer {
+ public:
+  // False once a string was not valid UTF-8 (nlohmann refuses those; the caller falls back).
+  bool ok() const { return ok_; }
+  std::string Take() { return std::move(out_); }
+
+  void Str(std::string_view s) {
+    if (!ValidUtf8(s)) ok_ = false;
+    out_ += '"';
+    for (char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (c) {
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\b':
+          out_ += "\\b";
+          break;
+        case '\f':
+          out_ += "\\f";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
+        default:
+          if (c < 0x20) {
+            static const char kHex[] = "0123456789abcdef";
+            out_ += "\\u00";
+            out_ += kHex[c >> 4];
+            out_ += kHex[c & 0xF];
+          } else {
+            out_ += ch;
+          }
+      }
+    }
+    out_ += '"';
+  }
+  void Int(int64_t v) { out_ += std::to_string(v); }
+  void Bool(bool v) { out_ += v ? "true" : "false"; }
+  void Null() { out_ += "null"; }
+  void OptStr(const std::optional<std::string>& v) { v ? Str(*v) : Null(); }
+  template <typename T>
+  void OptInt(const std::optional<T>& v) {
+    v ? Int(static_cast<int64_t>(*v)) : Null();
+  }
+  void OptMs(const std::optional<Duration>& d) { d ? Int(d->count()) : Null(); }
+  void OptTime(const std::optional<TimePoint>& t) { t ? Int(t->time_since_epoch().count()) : Null(); }
+  void Strings(const std::vector<std::string>& v) {
+    out_ += '[';
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out_ += ',';
+      Str(v[i]);
+    }
+    out_ += ']';
+  }
+  void StringMap(const std::map<std::string, std::string>& m) {
+    out_ += '{';
+    bool first = true;
+    for (const auto& [k, v] : m) {
+      if (!first) out_ += ',';
+      first = false;
+      Str(k);
+      out_ += ':';
+      Str(v);
+    }
+    out_ += '}';
+  }
+  // Keys must come in std::map order (byte order), as nlohmann's object keeps them.
+  void Begin() {
+    out_ += '{';
+    first_.push_back(true);
+  }
+  void Key(std::string_view key) {
+    if (!first_.back()) out_ += ',';
+    first_.back() = false;
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  void End() {
+    out_ += '}';
+    first_.pop_back();
+  }
+  void Raw(char c) { out_ += c; }
+
+ private:
+  std::string out_;
+  std::vector<bool> first_;
+  bool ok_ = true;
+};
+
+void WriteSlurm(Writer& w, const SlurmTaskOptions& o) {
+  w.Begin();
+  w.Key("array"), w.Bool(o.array);
+  w.Key("cpus_per_task"), w.OptInt(o.cpus_per_task);
+  w.Key("extra_args"), w.Strings(o.extra_args);
+  w.Key("gres"), w.OptStr(o.gres);
+  w.Key("mem"), w.OptStr(o.mem);
+  w.Key("partition"), w.OptStr(o.partition);
+  w.Key("time"), w.OptStr(o.time);
+  w.End();
+}
+
+void WriteTask(Writer& w, const Task& t) {
+  w.Begin();
+  w.Key("cache");
+  w.Begin();
+  w.Key("enabled"), w.Bool(t.cache.enabled);
+  w.Key("inputs"), w.Strings(t.cache.inputs);
+  w.Key("outputs"), w.Strings(t.cache.outputs);
+  w.End();
+  w.Key("command"), w.Str(t.command);
+  w.Key("cwd"), w.Str(t.cwd);
+  w.Key("depends_on"), w.Strings(t.depends_on);
+  w.Key("env"), w.StringMap(t.env);
+  w.Key("execution_timeout_ms"), w.OptMs(t.execution_timeout);
+  w.Key("executor"), w.OptStr(t.executor);
+  w.Key("limits");
+  w.Begin();
+  w.Key("address_space"), w.OptInt(t.limits.address_space);
+  w.Key("cpu_time_ms"), w.OptMs(t.limits.cpu_time);
+  w.Key("log_size"), w.OptInt(t.limits.log_size);
+  w.Key("nice"), w.OptInt(t.limits.nice);
+  w.Key("open_files"), w.OptInt(t.limits.open_files);
+  w.End();
+  w.Key("map");
+  w.Begin();
+  w.Key("chunk"), w.Int(t.map.chunk);
+  w.Key("from"), w.Str(t.map.from);
+  w.Key("items"), w.Strings(t.map.items);
+  w.Key("kind"), w.Int(static_cast<int>(t.map.kind));
+  w.Key("range"), w.Int(t.map.range);
+  w.End();
+  w.Key("max_retry_delay_ms"), w.OptMs(t.max_retry_delay);
+  w.Key("pool"), w.Str(t.pool);
+  w.Key("priority_weight"), w.Int(t.priority_weight);
+  w.Key("retries"), w.Int(t.retries);
+  w.Key("retry_delay_ms"), w.Int(t.retry_delay.count());
+  w.Key("retry_exponential_backoff"), w.Bool(t.retry_exponential_backoff);
+  w.Key("slurm"), WriteSlurm(w, t.slurm);
+  w.Key("task_id"), w.Str(t.task_id);
+  w.Key("trigger_rule"), w.Str(ToString(t.trigger_rule));
+  w.Key("window"), w.OptStr(t.window);
+  w.End();
+}
+
 }  // namespace
 
 std::string SnapshotDag(const Dag& dag) {
+  Writer w;
+  w.Begin();
+  w.Key("catchup"), w.Bool(dag.catchup);
+  w.Key("dag_id"), w.Str(dag.dag_id);
+  w.Key("dagrun_timeout_ms"), w.OptMs(dag.dagrun_timeout);
+  w.Key("description"), w.Str(dag.description);
+  w.Key("end_date"), w.OptTime(dag.end_date);
+  w.Key("env"), w.StringMap(dag.env);
+  w.Key("file_path"), w.Str(dag.file_path);
+  w.Key("max_active_runs"), w.Int(dag.max_active_runs);
+  w.Key("max_active_tasks"), w.Int(dag.max_active_tasks);
+  w.Key("on_failure"), w.OptStr(dag.on_failure);
+  w.Key("on_success"), w.OptStr(dag.on_success);
+  w.Key("params"), w.StringMap(dag.params);
+  w.Key("schedule"), w.OptStr(dag.schedule);
+  w.Key("slurm"), WriteSlurm(w, dag.slurm);
+  w.Key("start_date"), w.OptTime(dag.start_date);
+  w.Key("tags"), w.Strings(dag.tags);
+  w.Key("tasks");
+  w.Raw('[');
+  for (size_t i = 0; i < dag.tasks.size(); ++i) {
+    if (i) w.Raw(',');
+    WriteTask(w, dag.tasks[i]);
+  }
+  w.Raw(']');
+  w.Key("timezone"), w.Str(dag.timezone);
+  w.Key("version"), w.Int(1);
+  w.Key("window"), w.OptStr(dag.window);
+  w.End();
+  if (w.ok()) return w.Take();
+  return SnapshotDagAsTree(dag);  // invalid UTF-8: nlohmann says so as it always did
+}
+
+std::string SnapshotDagAsTree(const Dag& dag) {
   json tasks = json::array();
   for (const Task& t : dag.tasks) tasks.push_back(TaskToJson(t));
   json j = {

@@ -11,6 +11,9 @@
 namespace nightshift {
 
 std::string SnapshotDag(const Dag& dag);
+// The same text built through an nlohmann::json tree: SnapshotDag's reference (tests) and its
+// fallback for strings that are not valid UTF-8 (nlohmann throws for those, as it always did).
+std::string SnapshotDagAsTree(const Dag& dag);
 Result<Dag> RestoreDag(std::string_view snapshot);
 
 }  // namespace nightshift

@@ -521,18 +521,9 @@ void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
 }
 
 TriggerDecision Scheduler::Decide(const ActiveRun& active, const Task& task) const {
-  UpstreamCounts counts;
-  for (const std::string& up : task.depends_on) {
-    auto node = active.nodes.find(up);
-    if (node == active.nodes.end()) continue;  // outside a partial run
-    UpstreamCounts c = node->second.counts.AsUpstream();
-    counts.total += c.total;
-    counts.success += c.success;
-    counts.skipped += c.skipped;
-    counts.failed += c.failed;
-    counts.upstream_failed += c.upstream_failed;
-  }
-  return EvaluateTriggerRule(task.trigger_rule, counts);
+  // The upstream tasks' counters are summed as they change (ActiveRun::Recount); edges to
+  // tasks outside a partial run count nothing.
+  return EvaluateTriggerRule(task.trigger_rule, active.UpstreamOf(task.task_id));
 }
 
 ReadyEntry Scheduler::EntryFor(const ActiveRun& active, size_t index) {

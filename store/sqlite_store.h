@@ -27,6 +27,10 @@ struct SqliteStoreOptions {
   // loss or kernel panic may forget the last few commits but never corrupts the file.
   // true: synchronous=FULL: also survives power loss, at the cost of an fsync per commit.
   bool sync_every_commit = false;
+  // true (default): WAL checkpoints run on a thread of the store's own, with a connection of
+  // its own, started when the WAL first passes 1000 pages; the committing thread only wakes it.
+  // false: SQLite's auto-checkpoint, inside the commit that passes 1000 pages.
+  bool background_checkpoint = true;
 };
 
 // Opens (creating if missing, parent folders included) the database at `path`; ":memory:" for

@@ -1,0 +1,75 @@
+// Fakes for driving the real Scheduler without processes: a settable clock and an executor
+// that records what it is asked to do. Shared by scheduler_test.cc and bench/sched_overhead.cc.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/time.h"
+#include "executor/executor.h"
+
+namespace nightshift {
+namespace testing_fakes {
+
+inline TimePoint T(const char* text) { return *ParseTimestamp(text, "UTC"); }
+
+class FakeClock : public Clock {
+ public:
+  TimePoint Now() const override { return now; }
+  TimePoint now = T("2026-11-28T12:00:00Z");
+};
+
+// Records what it is asked to do; the test decides what happens to each try.
+class FakeExecutor : public Executor {
+ public:
+  size_t FreeSlots() const override { return 1000; }
+  Status Submit(const TaskSpec& spec) override {
+    submitted.push_back(spec);
+    return Status::OK();
+  }
+  std::vector<ExecutorEvent> Drain() override { return std::exchange(events, {}); }
+  Status Cancel(const TaskInstanceKey& key) override {
+    cancelled.push_back(key);
+    return Status::OK();
+  }
+  std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) override {
+    std::vector<TaskInstanceKey> keys;
+    for (const RunningTask& t : tasks) {
+      adopted.push_back(t);
+      keys.push_back(t.key);
+    }
+    return keys;
+  }
+
+  void Start(const TaskSpec& spec, int64_t pid = 100) {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kStarted;
+    e.key = spec.key;
+    e.pid = pid;
+    events.push_back(e);
+  }
+  void Finish(const TaskInstanceKey& key, int exit_code) {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kFinished;
+    e.key = key;
+    e.exit_code = exit_code;
+    events.push_back(e);
+  }
+  // Starts and finishes every submitted try not yet handled.
+  std::vector<std::string> TaskIds() const {
+    std::vector<std::string> ids;
+    for (const TaskSpec& s : submitted) ids.push_back(s.key.task_id);
+    return ids;
+  }
+
+  std::vector<TaskSpec> submitted;
+  std::vector<TaskInstanceKey> cancelled;
+  std::vector<RunningTask> adopted;
+  std::vector<ExecutorEvent> events;
+};
+
+}  // namespace testing_fakes
+}  // namespace nightshift
