@@ -271,7 +271,6 @@ struct Try {
   pid_t pid = 0;
   int pidfd = -1;
   int pipe = -1;
-  int log = -1;
   Journal* journal = nullptr;
   std::optional<TryOutput> output;
   bool stopping = false;
@@ -434,23 +433,19 @@ void Supervisor::Start(SupervisedTry request) {
   if (!IsJournalSafe(request.log_path) || !IsJournalSafe(request.journal_path)) {
     return NotStarted(id, "a log path with a tab or newline cannot be recorded: " + request.log_path);
   }
-  if (int e = MakeParentFolders(request.log_path); e != 0) {
-    return NotStarted(id, "cannot create the log folder for " + request.log_path + ": " + std::strerror(e));
-  }
-  if (int e = MakeParentFolders(request.journal_path); e != 0) {
+  // The journal's folder is the run's, where the logs go too; a log's own folder (if it has
+  // one) is made with the log, at the try's first output.
+  if (int e = journals_.count(request.journal_path) ? 0 : MakeParentFolders(request.journal_path); e != 0) {
     return NotStarted(id, "cannot create the folder of " + request.journal_path + ": " + std::strerror(e));
   }
   std::string error;
   Journal* journal = OpenJournal(request.journal_path, &error);
   if (!journal) return NotStarted(id, error);
-  const int log = ::open(request.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   int fds[2] = {-1, -1};
-  if (log < 0 || ::pipe2(fds, O_CLOEXEC) != 0) {
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
     const int e = errno;
-    std::string what = log < 0 ? "cannot open log " + request.log_path : std::string("pipe");
-    if (log >= 0) ::close(log);
     if (--journal->users == 0 && journals_.size() > 16) CloseJournal(journal, request.journal_path);
-    return NotStarted(id, what + ": " + std::strerror(e));
+    return NotStarted(id, std::string("pipe: ") + std::strerror(e));
   }
 
   std::vector<char*> envp;
@@ -482,7 +477,6 @@ void Supervisor::Start(SupervisedTry request) {
   ::close(fds[1]);
   if (pid < 0) {
     ::close(fds[0]);
-    ::close(log);
     --journal->users;
     return NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
   }
@@ -493,11 +487,8 @@ void Supervisor::Start(SupervisedTry request) {
   t.pid = pid;
   t.pidfd = PidfdOpen(pid);  // our unreaped child: the pid is still its own
   t.pipe = fds[0];
-  t.log = log;
   t.journal = journal;
-  const off_t existing = ::lseek(log, 0, SEEK_END);
-  t.output.emplace(log, t.request.log_path, limits.log_size.value_or(kDefaultTaskLogSize),
-                   existing > 0 ? existing : 0);
+  t.output.emplace(-1, t.request.log_path, limits.log_size.value_or(kDefaultTaskLogSize), 0);
   slot_of_[id] = slot;
 
   JournalStart start = self_;
@@ -638,7 +629,7 @@ void Supervisor::OnExit(uint64_t slot) {
   event.at_unix_ms = at;
   Send(event);
 
-  for (int fd : {t.pipe, t.pidfd, t.log}) {
+  for (int fd : {t.pipe, t.pidfd}) {
     if (fd >= 0) ::close(fd);  // closing takes it out of the epoll set
   }
   if (--t.journal->users == 0 && journals_.size() > 16) CloseJournal(t.journal, t.request.journal_path);

@@ -1,5 +1,6 @@
 #include "executor/try_output.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "executor/task_wrapper.h"
@@ -48,7 +50,30 @@ TryOutput::TryOutput(int log_fd, std::string log_path, int64_t size_limit, int64
       log_bytes_(existing_bytes),
       log_mid_line_(existing_bytes > 0) {}  // cannot tell cheaply; a blank line is the lesser harm
 
+TryOutput::~TryOutput() {
+  if (owns_fd_) ::close(log_fd_);
+}
+
+int TryOutput::OpenLog() {
+  if (log_fd_ >= 0) return 0;
+  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC;
+  log_fd_ = ::open(log_path_.c_str(), flags, 0644);
+  if (log_fd_ < 0 && errno == ENOENT) {
+    // Its folder went missing (or was never made): made now, as `mkdir -p` would.
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(log_path_).parent_path(), ec);
+    log_fd_ = ::open(log_path_.c_str(), flags, 0644);
+  }
+  if (log_fd_ < 0) return errno;
+  owns_fd_ = true;
+  const off_t size = ::lseek(log_fd_, 0, SEEK_END);
+  log_bytes_ = size > 0 ? size : 0;
+  log_mid_line_ = size > 0;
+  return 0;
+}
+
 void TryOutput::Note(const std::string& text) {
+  if (OpenLog() != 0) return;
   std::string line = (log_mid_line_ ? "\nnightshift: " : "nightshift: ") + text + "\n";
   log_mid_line_ = false;
   (void)WriteFully(log_fd_, line);  // best effort: a note must not hide the error it reports
@@ -57,6 +82,11 @@ void TryOutput::Note(const std::string& text) {
 void TryOutput::WriteLog(std::string_view data) {
   if (data.empty()) return;
   if (log_errno_ != 0) {
+    unwritten_bytes_ += static_cast<int64_t>(data.size());
+    return;
+  }
+  if (int err = OpenLog(); err != 0) {
+    log_errno_ = err;
     unwritten_bytes_ += static_cast<int64_t>(data.size());
     return;
   }

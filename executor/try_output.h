@@ -22,8 +22,12 @@ namespace nightshift {
 
 class TryOutput {
  public:
-  // `log_fd` is not owned. `existing_bytes`: what the log holds already (a restarted try).
+  // `log_fd` is not owned; -1 opens (and creates) the log at the first byte to write, so that
+  // a try that prints nothing costs no file. `existing_bytes`: what an open log holds already.
   TryOutput(int log_fd, std::string log_path, int64_t size_limit, int64_t existing_bytes);
+  ~TryOutput();
+  TryOutput(const TryOutput&) = delete;
+  TryOutput& operator=(const TryOutput&) = delete;
 
   // The latest progress in `chunk`, if it had any.
   std::optional<double> OnOutput(std::string_view chunk);
@@ -37,8 +41,11 @@ class TryOutput {
 
  private:
   void WriteLog(std::string_view data);
+  // 0, or why the log cannot be opened.
+  int OpenLog();
 
   int log_fd_;
+  bool owns_fd_ = false;
   std::string log_path_;
   int64_t size_limit_;
   int64_t log_bytes_;          // in the log file, notes aside

@@ -1113,9 +1113,12 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
 }
 
 std::string Scheduler::LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const {
-  std::string task_dir = ti.task_id;
-  if (ti.map_index >= 0) task_dir += "." + std::to_string(ti.map_index);
-  return options_.logs_dir + "/" + active.run.dag_id + "/" + active.run.run_id + "/" + task_dir + "/" +
+  // One folder per run, one file per try: TASK.TRY.log, or TASK[MAP].TRY.log for a mapped
+  // instance ("[" cannot occur in a task id). No folder per task: a try that prints nothing
+  // then costs no file at all (the supervisor creates the log at the first byte).
+  std::string name = ti.task_id;
+  if (ti.map_index >= 0) name += "[" + std::to_string(ti.map_index) + "]";
+  return options_.logs_dir + "/" + active.run.dag_id + "/" + active.run.run_id + "/" + name + "." +
          std::to_string(try_number) + ".log";
 }
 

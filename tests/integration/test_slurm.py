@@ -135,7 +135,7 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertTrue(all(j and j.isdigit() for j in job_ids), job_ids)
         self.assertEqual(job_field(tis["end"].get("external_id") or rows[0][5], "JobState"), "COMPLETED")
         # The conf reached the task as a literal value, through the batch script's quoting.
-        with open(os.path.join(ws.root, "state/logs/fan/r/mid0/1.log")) as f:
+        with open(os.path.join(ws.root, "state/logs/fan/r/mid0.1.log")) as f:
             log = f.read()
         self.assertIn('in=["a",1]', log)
         self.assertIn(f"x=$(touch {pwned}) `touch {pwned}` 'q", log)
@@ -258,7 +258,7 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertEqual(job_field(ids[3], "JobState"), "COMPLETED")
         # Each element ran as its own try: its own log, output and progress.
         for i in range(6):
-            self.assertTrue(os.path.exists(os.path.join(ws.root, f"state/logs/arr/r/fan.{i}/1.log")))
+            self.assertTrue(os.path.exists(os.path.join(ws.root, f"state/logs/arr/r/fan[{i}].1.log")))
             self.assertEqual(tis[("fan", i)]["output"], f"{'abcdef'[i]}-{i}")
         self.assertEqual(tis[("collect", -1)]["output"], [f"{'abcdef'[i]}-{i}" for i in range(6)])
         self.assertTrue(tries(ws, "collect")[0][5].isdigit(), "an unmapped task is a plain job")
