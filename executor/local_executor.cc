@@ -20,6 +20,11 @@ namespace {
 // end, looking every kJournalPoll: it reaps the process, then appends the record at once.
 constexpr std::chrono::milliseconds kJournalPoll{20};
 constexpr int kJournalPollAttempts = 500;  // 10 s
+// How long a start or a progress report may wait to be announced together with the next
+// event: a short try's start and end then make one scheduler pass instead of two.
+constexpr std::chrono::milliseconds kQuietEventDelay{20};
+// Journals remembered for Submit's check (each read once, when first met).
+constexpr size_t kMaxKnownJournals = 256;
 
 std::vector<std::string> SortedEnvironment() {
   std::vector<std::string> env;
@@ -123,12 +128,13 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   }
   if (running_.count(spec.key)) return Status::AlreadyExists(spec.key.ToString() + " is already running");
   if (FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
-  // A journal read at a restart knows every try its run started before: none starts twice.
-  if (auto it = journals_.find(spec.journal_path); it != journals_.end()) {
-    if (auto known = it->second.find(spec.log_path); known != it->second.end()) {
-      return Status::AlreadyExists(spec.key.ToString() + (known->second.end ? " already finished" : " already started") +
-                                   " (see " + spec.journal_path + "); adopt it instead");
-    }
+  // The run's journal, as read the first time this executor met the run, knows every try an
+  // earlier daemon started: none starts twice. (The tries started since are the scheduler's
+  // to keep track of; each has a log path of its own.)
+  const std::map<std::string, JournalTry>& known = KnownTries(spec.journal_path);
+  if (auto it = known.find(spec.log_path); it != known.end()) {
+    return Status::AlreadyExists(spec.key.ToString() + (it->second.end ? " already finished" : " already started") +
+                                 " (see " + spec.journal_path + "); adopt it instead");
   }
   if (Status s = EnsureSupervisor(); !s.ok()) return s;
 
@@ -197,11 +203,13 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
       out.at = TimePoint(std::chrono::milliseconds(event.at_unix_ms));
       break;
   }
-  if (out.kind == ExecutorEvent::Kind::kLost || out.kind == ExecutorEvent::Kind::kFinished) {
-    entry->done = true;
-    by_id_.erase(it);
-    running_.erase(entry->key);
+  if (out.kind == ExecutorEvent::Kind::kStarted || out.kind == ExecutorEvent::Kind::kProgress) {
+    events_.PushLater(std::move(out), kQuietEventDelay);
+    return;
   }
+  entry->done = true;
+  by_id_.erase(it);
+  running_.erase(entry->key);
   Emit(std::move(out));
 }
 
@@ -244,6 +252,9 @@ Status LocalExecutor::Cancel(const TaskInstanceKey& key) {
 const std::map<std::string, JournalTry>& LocalExecutor::KnownTries(const std::string& path) {
   auto it = journals_.find(path);
   if (it != journals_.end()) return it->second;
+  // Bounded: forgetting is safe, since reading a journal again later only adds what this
+  // daemon started meanwhile, and it never starts those again anyway.
+  if (journals_.size() >= kMaxKnownJournals) journals_.clear();
   auto read = ReadTryJournal(path);
   return journals_[path] = read.ok() ? std::move(*read) : std::map<std::string, JournalTry>{};
 }
@@ -284,7 +295,6 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
     entry->log_path = task.log_path;
     entry->journal_path = task.journal_path;
     running_[task.key] = entry;
-    adopted.push_back(task.key);
     // Open first, then check identity: a pidfd opened before the check keeps naming the process
     // we checked even if it exits and its pid is reused right after.
     const int fd = PidfdOpen(entry->pid);
@@ -295,6 +305,7 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
       if (fd >= 0) ::close(fd);
       ConcludeAdopted(entry, 0);
     }
+    if (!entry->done) adopted.push_back(task.key);  // not concluded at once: followed
   }
   return adopted;
 }
@@ -313,6 +324,9 @@ void LocalExecutor::FollowAdopted(const std::shared_ptr<Running>& entry) {
 
 void LocalExecutor::ConcludeAdopted(const std::shared_ptr<Running>& entry, int attempt) {
   if (entry->done) return;
+  // Looked at before the journal: a supervisor that records the end right after we read it
+  // and then exits must not make the try look lost.
+  const bool supervisor_alive = IsAlive(entry->start.supervisor_pid, entry->start.supervisor_start_time);
   auto read = ReadTryJournal(entry->journal_path);
   if (read.ok()) {
     auto found = read->find(entry->log_path);
@@ -329,7 +343,6 @@ void LocalExecutor::ConcludeAdopted(const std::shared_ptr<Running>& entry, int a
       return;
     }
   }
-  const bool supervisor_alive = IsAlive(entry->start.supervisor_pid, entry->start.supervisor_start_time);
   if (!supervisor_alive || attempt >= kJournalPollAttempts) {
     entry->done = true;
     running_.erase(entry->key);

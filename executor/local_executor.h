@@ -61,7 +61,8 @@ class LocalExecutor final : public Executor {
 
   // Hands the try to the supervisor; kStarted (with the command's pid) follows, or kLost with
   // why it could not start (no log folder, full disk, ...). AlreadyExists when this key is
-  // running here or the run's journal has the try already; Busy without a free slot;
+  // running here or the run's journal, as read when this executor first met the run, has the
+  // try already (an earlier daemon started it); Busy without a free slot;
   // InvalidArgument without a log or journal path; IOError when no supervisor can be started.
   // `log_path` and `journal_path` should be absolute: they are how a restarted daemon finds the
   // try again.
@@ -90,7 +91,7 @@ class LocalExecutor final : public Executor {
   void ReadEvents();
   void OnSupervisorEvent(const SupervisorEvent& event);
   void OnSupervisorGone();
-  // The journal of `path` as this executor knows it (read once, on first use).
+  // The journal of `path` as it was when this executor first needed it.
   const std::map<std::string, JournalTry>& KnownTries(const std::string& path);
   void FollowAdopted(const std::shared_ptr<Running>& entry);
   // An adopted try's process is gone: its end is in the journal, or soon will be.

@@ -372,6 +372,9 @@ void Supervisor::OnRequests() {
     out_.clear();
     break;
   }
+  // Requests that arrived with the daemon's end are not acted on: it cannot hear of them, and
+  // its successor starts those tries itself ("never started").
+  if (daemon_gone_) in_.clear();
   ForEachFrame(in_, [this](std::string_view frame) {
     Reader r(frame);
     Request kind{};
@@ -397,6 +400,11 @@ Journal* Supervisor::OpenJournal(const std::string& path, std::string* error) {
     }
     struct stat st {};
     if (::fstat(journal.fd, &st) == 0) journal.size = st.st_size;
+    char last = '\n';
+    if (journal.size > 0 && ::pread(journal.fd, &last, 1, journal.size - 1) == 1 && last != '\n') {
+      // A record cut short (a full disk, a crash): ours must not be glued onto it.
+      if (::write(journal.fd, "\n", 1) == 1) ++journal.size;
+    }
     journal.reserved_until = journal.size;
   }
   if (journal.reserved_until - journal.size < kJournalReserveLow) {

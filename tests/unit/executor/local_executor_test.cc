@@ -1,14 +1,15 @@
-// LocalExecutor with real processes: the test binary is its own task wrapper (wrapper_main_test.cc).
+// LocalExecutor with real processes: the executor forks a real supervisor (supervisor.h) from
+// the test process, which runs the tries and records them in the run's tries journal.
 // Tests run a real io_context until the event they expect arrives (with a generous deadline),
 // never for a fixed time.
 #include "executor/local_executor.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/sysinfo.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,9 +30,12 @@
 #include <thread>
 #include <vector>
 
+#include "executor/supervisor.h"
 #include "executor/task_protocol.h"
-#include "executor/wrapper_spawner.h"
+#include "executor/try_journal.h"
 #include "tests/unit/executor/test_daemon.h"
+
+extern char** environ;
 
 namespace nightshift {
 namespace {
@@ -57,11 +61,53 @@ bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
 // Gone for good: no such process, or a zombie (dead, only not yet reaped by whoever inherited
 // it; kill(pid, 0) still succeeds on those, so it cannot tell).
 bool ProcessGone(pid_t pid) {
   auto stat = ReadProcStat(pid);
   return !stat || stat->state == 'Z' || stat->state == 'X';
+}
+
+// The fields of /proc/PID/stat that ReadProcStat leaves out.
+struct ProcInfo {
+  std::string comm;
+  char state = '?';
+  pid_t ppid = 0;
+};
+
+std::optional<ProcInfo> ReadProcInfo(pid_t pid) {
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const size_t open = stat.find('(');
+  const size_t close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= stat.size()) return std::nullopt;
+  ProcInfo info;
+  info.comm = stat.substr(open + 1, close - open - 1);
+  std::istringstream rest(stat.substr(close + 2));
+  rest >> info.state >> info.ppid;
+  return info;
+}
+
+// Live (not zombie) children of `parent`, those named `comm` if given. This kernel may lack
+// /proc/PID/task/TID/children, so every process's parent is looked at.
+std::vector<pid_t> LiveChildren(pid_t parent, const std::string& comm = "") {
+  std::vector<pid_t> children;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    const pid_t pid = std::stoi(name);
+    auto info = ReadProcInfo(pid);
+    if (!info || info->ppid != parent || info->state == 'Z' || info->state == 'X') continue;
+    if (comm.empty() || info->comm == comm) children.push_back(pid);
+  }
+  return children;
 }
 
 // Polls a condition outside our io_context (another process's state) until a deadline.
@@ -88,6 +134,14 @@ std::string ReadLine(int fd, std::chrono::milliseconds timeout = 30s) {
   return line;
 }
 
+// What the journal at `path` says of the try logging to `log_path`.
+JournalTry JournalEntry(const std::string& path, const std::string& log_path) {
+  auto read = ReadTryJournal(path);
+  if (!read.ok()) return {};
+  auto it = read->find(log_path);
+  return it == read->end() ? JournalTry{} : it->second;
+}
+
 class LocalExecutorTest : public ::testing::Test {
  protected:
   using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
@@ -96,13 +150,22 @@ class LocalExecutorTest : public ::testing::Test {
     char tmpl[] = "/tmp/nightshift-executor-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    journal_ = dir_ + "/logs/tries.journal";
+    BecomeSubreaper();
     StartDaemon();
   }
 
   void TearDown() override {
     StopDaemon();
+    KillLeftovers();
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
     fs::remove_all(dir_);
   }
+
+  // Processes orphaned during the test (a killed daemon's supervisor, a killed supervisor's
+  // tries, a stopped try's background jobs) come to us rather than to PID 1, which in a
+  // container may never reap them; KillLeftovers() does.
+  void BecomeSubreaper() { ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
 
   // A "daemon": an io_context and an executor on it.
   void StartDaemon(size_t slots = 4) {
@@ -110,17 +173,36 @@ class LocalExecutorTest : public ::testing::Test {
     guard_.emplace(io_->get_executor());
     LocalExecutorOptions options;
     options.slots = slots;
-    options.wrapper_argv0 = SelfExe();
     options.kill_grace = 300ms;
     executor_ = std::make_unique<LocalExecutor>(*io_, options, [this] { ++notifications_; });
   }
 
-  // The daemon goes away without waiting for anything, as after kill -9: nothing more is read
-  // from the wrappers and their stdout pipes lose their reader.
+  // The daemon goes away without waiting for anything, as after a restart: its supervisor goes
+  // on running (and recording) the tries.
   void StopDaemon() {
     executor_.reset();
     guard_.reset();
     io_.reset();
+  }
+
+  // Whatever a failed test left running: process groups it named, and the tries of our
+  // supervisors (each try leads a group of its own). The supervisors then exit, their daemon
+  // gone, and are reaped here, so that none holds ctest's output pipe.
+  void KillLeftovers() {
+    SupervisorClient::TakePrestarted().reset();  // one a failed test did not take
+    for (pid_t group : kill_groups_) ::kill(-group, SIGKILL);
+    for (pid_t supervisor : LiveChildren(::getpid(), "ns-supervisor")) {
+      for (pid_t child : LiveChildren(supervisor)) ::kill(-child, SIGKILL);
+    }
+    auto reap = [] {
+      while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    };
+    EXPECT_TRUE(Eventually([&] {
+      reap();
+      return LiveChildren(::getpid(), "ns-supervisor").empty();
+    })) << "a supervisor did not exit";
+    reap();  // those that ended since
   }
 
   TaskSpec Spec(const std::string& task_id, const std::string& command) {
@@ -129,7 +211,17 @@ class LocalExecutorTest : public ::testing::Test {
     spec.command = command;
     spec.cwd = dir_;
     spec.log_path = dir_ + "/logs/" + task_id + "/1.log";
+    spec.journal_path = journal_;
     return spec;
+  }
+
+  RunningTask Recorded(const TaskSpec& spec, std::optional<int64_t> pid = std::nullopt) {
+    RunningTask task;
+    task.key = spec.key;
+    task.pid = pid;
+    task.log_path = spec.log_path;
+    task.journal_path = spec.journal_path;
+    return task;
   }
 
   void Collect() {
@@ -152,6 +244,11 @@ class LocalExecutorTest : public ::testing::Test {
       if (e.kind == kind && e.key == key) return &e;
     }
     return nullptr;
+  }
+
+  int Count(Kind kind, const TaskInstanceKey& key) const {
+    return static_cast<int>(
+        std::count_if(events_.begin(), events_.end(), [&](const ExecutorEvent& e) { return e.kind == kind && e.key == key; }));
   }
 
   // Waits for the event and returns a copy (events_ may grow meanwhile).
@@ -182,39 +279,75 @@ class LocalExecutorTest : public ::testing::Test {
     ::close(fd);
   }
 
+  std::string MakeGate() {
+    const std::string gate = dir_ + "/gate";
+    EXPECT_EQ(::mkfifo(gate.c_str(), 0600), 0);
+    return gate;
+  }
+
   std::string dir_;
+  std::string journal_;
   std::unique_ptr<boost::asio::io_context> io_;
   std::optional<WorkGuard> guard_;
   std::unique_ptr<LocalExecutor> executor_;
   std::vector<ExecutorEvent> events_;
+  std::vector<pid_t> kill_groups_;  // killed with SIGKILL at the end, whatever happened
   int notifications_ = 0;
 };
 
-TEST_F(LocalExecutorTest, ReportsExitCodes) {
+TEST_F(LocalExecutorTest, ReportsExitCodesAndJournalsEachTry) {
   TaskSpec ok = Spec("ok", "exit 0");
   TaskSpec three = Spec("three", "exit 3");
   ASSERT_TRUE(executor_->Submit(ok).ok());
   ASSERT_TRUE(executor_->Submit(three).ok());
   EXPECT_EQ(executor_->FreeSlots(), 2u);
 
-  ExecutorEvent started = WaitFor(Kind::kStarted, ok.key);
+  ExecutorEvent started = WaitFor(Kind::kStarted, three.key);
   ASSERT_TRUE(started.pid);
   EXPECT_GT(*started.pid, 0);
   ExecutorEvent end_ok = WaitForEnd(ok.key);
   ExecutorEvent end_three = WaitForEnd(three.key);
   EXPECT_EQ(end_ok.kind, Kind::kFinished);
   EXPECT_EQ(end_ok.exit_code, 0);
+  EXPECT_EQ(end_ok.reason, "");
   EXPECT_EQ(end_three.kind, Kind::kFinished);
   EXPECT_EQ(end_three.exit_code, 3);
   EXPECT_EQ(end_three.reason, "exit code 3");
   EXPECT_GT(end_three.at.time_since_epoch().count(), 0);
   EXPECT_EQ(executor_->FreeSlots(), 4u);
+  io_->poll();  // the notification is posted, not called from inside the executor
   EXPECT_GT(notifications_, 0);
-  // The wrapper recorded the result next to the log.
-  EXPECT_EQ(ReadFile(three.log_path + ".status"), "3\nexit code 3\n");
-  auto pid_file = ReadPidFile(three.log_path + ".pid");
-  ASSERT_TRUE(pid_file.ok());
-  EXPECT_EQ(pid_file->pid, *WaitFor(Kind::kStarted, three.key).pid);
+  // Started before it finished.
+  auto index = [&](Kind kind) {
+    return std::find_if(events_.begin(), events_.end(),
+                        [&](const ExecutorEvent& e) { return e.kind == kind && e.key == three.key; }) -
+           events_.begin();
+  };
+  EXPECT_LT(index(Kind::kStarted), index(Kind::kFinished));
+
+  // The supervisor recorded the start (before) and the end of both tries in the run's journal.
+  const std::vector<std::string> lines = Lines(ReadFile(journal_));
+  auto line_of = [&](const std::string& prefix) {
+    return std::find_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.starts_with(prefix); }) -
+           lines.begin();
+  };
+  for (const TaskSpec* spec : {&ok, &three}) {
+    const auto s = line_of("S\t" + spec->log_path + "\t");
+    const auto e = line_of("E\t" + spec->log_path + "\t");
+    ASSERT_LT(e, static_cast<long>(lines.size())) << ReadFile(journal_);
+    EXPECT_LT(s, e) << ReadFile(journal_);
+  }
+  EXPECT_EQ(lines.size(), 4u) << ReadFile(journal_);
+  JournalTry recorded = JournalEntry(journal_, three.log_path);
+  ASSERT_TRUE(recorded.start && recorded.end);
+  EXPECT_EQ(recorded.start->pid, *started.pid);
+  EXPECT_GT(recorded.start->start_time, 0u);
+  EXPECT_GT(recorded.start->supervisor_pid, 0);
+  EXPECT_NE(recorded.start->supervisor_pid, ::getpid());
+  EXPECT_EQ(recorded.end->exit_code, 3);
+  EXPECT_EQ(recorded.end->reason, "exit code 3");
+  EXPECT_EQ(recorded.end->at, end_three.at);
+  EXPECT_EQ(JournalEntry(journal_, ok.log_path).end->exit_code, 0);
 }
 
 TEST_F(LocalExecutorTest, StdoutAndStderrGoToTheLog) {
@@ -222,6 +355,21 @@ TEST_F(LocalExecutorTest, StdoutAndStderrGoToTheLog) {
   ASSERT_TRUE(executor_->Submit(spec).ok());
   EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
   EXPECT_EQ(ReadFile(spec.log_path), "out\nerr\nmore\npartial");
+}
+
+TEST_F(LocalExecutorTest, ATryThatPrintsNothingLeavesNoLog) {
+  TaskSpec quiet = Spec("quiet", "true");
+  TaskSpec failing = Spec("failing", "exit 2");
+  ASSERT_TRUE(executor_->Submit(quiet).ok());
+  ASSERT_TRUE(executor_->Submit(failing).ok());
+  EXPECT_EQ(WaitForEnd(quiet.key).exit_code, 0);
+  EXPECT_EQ(WaitForEnd(failing.key).exit_code, 2);
+  EXPECT_FALSE(fs::exists(quiet.log_path));
+  EXPECT_FALSE(fs::exists(fs::path(quiet.log_path).parent_path()));  // nor its folder
+  EXPECT_FALSE(fs::exists(failing.log_path));
+  // The journal has them all the same.
+  EXPECT_TRUE(JournalEntry(journal_, quiet.log_path).end);
+  EXPECT_EQ(JournalEntry(journal_, failing.log_path).end->exit_code, 2);
 }
 
 TEST_F(LocalExecutorTest, ProgressLinesBecomeEventsNotLogLines) {
@@ -233,31 +381,39 @@ TEST_F(LocalExecutorTest, ProgressLinesBecomeEventsNotLogLines) {
                                [&](const ExecutorEvent& e) { return e.kind == Kind::kProgress; });
   ASSERT_NE(progress, events_.end());
   EXPECT_EQ(progress->progress, 0.5);
+  EXPECT_EQ(progress->key, spec.key);
   // Progress is reported before the try's end.
   auto finished = std::find_if(events_.begin(), events_.end(),
                                [&](const ExecutorEvent& e) { return e.kind == Kind::kFinished; });
   EXPECT_LT(progress - events_.begin(), finished - events_.begin());
   // A malformed directive is an ordinary line.
   EXPECT_EQ(ReadFile(spec.log_path), "before\nafter\n::progress soon\n");
-  EXPECT_EQ(ReadFile(spec.log_path + ".progress"), "0.5\n");
 }
 
 TEST_F(LocalExecutorTest, PercentProgress) {
-  TaskSpec spec = Spec("percent", "echo '::progress 42%'; printf '::progress 100%%'");
+  TaskSpec spec =
+      Spec("percent", "echo '::progress 42%'; read line < '" + MakeGate() + "'; printf '::progress 100%%'");
   ASSERT_TRUE(executor_->Submit(spec).ok());
-  WaitForEnd(spec.key);
+  kill_groups_.push_back(static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid));
+  EXPECT_EQ(WaitFor(Kind::kProgress, spec.key).progress, 0.42);
+  OpenGate(dir_ + "/gate");
+  EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
   std::vector<double> seen;
   for (const ExecutorEvent& e : events_) {
     if (e.kind == Kind::kProgress) seen.push_back(*e.progress);
   }
-  ASSERT_FALSE(seen.empty());
+  ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen.back(), 1.0);  // a final directive without newline still counts
-  EXPECT_EQ(ReadFile(spec.log_path), "");
+  // Progress only: nothing was logged, so there is no log.
+  EXPECT_FALSE(fs::exists(spec.log_path)) << ReadFile(spec.log_path);
 }
 
 TEST_F(LocalExecutorTest, EnvironmentAndWorkingDirectoryReachTheTask) {
   ::setenv("NS_TEST_INHERITED", "from the daemon", 1);
   ::setenv("NS_TEST_OVERRIDDEN", "daemon", 1);
+  // The executor reads the daemon's environment once, when it is made.
+  StopDaemon();
+  StartDaemon();
   fs::create_directories(dir_ + "/work dir");
   TaskSpec spec = Spec("env",
                        "echo \"$GREETING\"; echo \"$NS_TEST_INHERITED\"; echo \"$NS_TEST_OVERRIDDEN\"; "
@@ -269,7 +425,6 @@ TEST_F(LocalExecutorTest, EnvironmentAndWorkingDirectoryReachTheTask) {
   EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
   EXPECT_EQ(ReadFile(spec.log_path), "hello 'world' $HOME\nfrom the daemon\ntask\n" + spec.output_path +
                                          "\n" + fs::canonical(spec.cwd).string() + "\n");
-  EXPECT_TRUE(fs::is_directory(dir_ + "/out"));
   ::unsetenv("NS_TEST_INHERITED");
   ::unsetenv("NS_TEST_OVERRIDDEN");
 }
@@ -284,6 +439,54 @@ TEST_F(LocalExecutorTest, MissingWorkingDirectoryFailsTheTry) {
   std::string log = ReadFile(spec.log_path);
   EXPECT_TRUE(Contains(log, "cannot change directory to " + spec.cwd)) << log;
   EXPECT_FALSE(Contains(log, "never"));
+  EXPECT_EQ(JournalEntry(journal_, spec.log_path).end->exit_code, 127);
+}
+
+TEST_F(LocalExecutorTest, SubmitRefusesIncompleteSpecs) {
+  TaskSpec no_journal = Spec("nojournal", "true");
+  no_journal.journal_path.clear();
+  EXPECT_EQ(executor_->Submit(no_journal).code(), Status::Code::kInvalidArgument);
+  TaskSpec no_log = Spec("nolog", "true");
+  no_log.log_path.clear();
+  EXPECT_EQ(executor_->Submit(no_log).code(), Status::Code::kInvalidArgument);
+  // A tab would tear the journal's records.
+  TaskSpec tab = Spec("tab", "true");
+  tab.log_path = dir_ + "/logs/a\tb.log";
+  EXPECT_EQ(executor_->Submit(tab).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+  EXPECT_TRUE(executor_->Drain().empty());
+  EXPECT_TRUE(LiveChildren(::getpid(), "ns-supervisor").empty());  // nothing was started
+}
+
+TEST_F(LocalExecutorTest, AnUnusableJournalLosesTheTry) {
+  // The journal's folder is a file: the try cannot be recorded, so it must not run.
+  ASSERT_TRUE(std::ofstream(dir_ + "/file").good());
+  TaskSpec spec = Spec("unjournaled", "touch '" + dir_ + "/ran'");
+  spec.journal_path = dir_ + "/file/tries.journal";
+  ASSERT_TRUE(executor_->Submit(spec).ok());
+  ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_TRUE(Contains(end.reason, "could not start the command")) << end.reason;
+  EXPECT_TRUE(Contains(end.reason, spec.journal_path)) << end.reason;
+  EXPECT_FALSE(Find(Kind::kStarted, spec.key));
+  EXPECT_FALSE(fs::exists(dir_ + "/ran"));
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+}
+
+TEST_F(LocalExecutorTest, AnUnwritableLogFailsTheTry) {
+  // The log's folder is a file: the output has nowhere to go, so a success cannot be told
+  // from a failure.
+  ASSERT_TRUE(std::ofstream(dir_ + "/file").good());
+  TaskSpec spec = Spec("unlogged", "echo hello");
+  spec.log_path = dir_ + "/file/1.log";
+  ASSERT_TRUE(executor_->Submit(spec).ok());
+  ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_EQ(end.kind, Kind::kFinished);
+  EXPECT_EQ(end.exit_code, kWrapperSetupFailedExit);
+  EXPECT_TRUE(Contains(end.reason, "cannot write the log " + spec.log_path)) << end.reason;
+  JournalTry recorded = JournalEntry(journal_, spec.log_path);
+  ASSERT_TRUE(recorded.end);
+  EXPECT_EQ(recorded.end->exit_code, kWrapperSetupFailedExit);
 }
 
 TEST_F(LocalExecutorTest, CancelStopsTheWholeProcessGroup) {
@@ -291,22 +494,28 @@ TEST_F(LocalExecutorTest, CancelStopsTheWholeProcessGroup) {
   TaskSpec spec = Spec("cancel", "sleep 1000 & echo $! >> '" + pids + "'; sleep 1000 & echo $! >> '" + pids +
                                      "'; echo $$ >> '" + pids + "'; echo '::progress 1/2'; wait");
   ASSERT_TRUE(executor_->Submit(spec).ok());
+  const pid_t sh = static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid);
+  kill_groups_.push_back(sh);
   WaitFor(Kind::kProgress, spec.key);  // the pids are written
   ASSERT_TRUE(executor_->Cancel(spec.key).ok());
   ASSERT_TRUE(executor_->Cancel(spec.key).ok());  // idempotent
   ExecutorEvent end = WaitForEnd(spec.key);
   EXPECT_EQ(end.kind, Kind::kFinished);
-  ASSERT_TRUE(end.exit_code == 143 || end.exit_code == 137) << end.exit_code.value_or(-1);
+  EXPECT_EQ(end.exit_code, 143);  // the shell dies of the SIGTERM, well within kill_grace
+  EXPECT_TRUE(Contains(end.reason, "stopped")) << end.reason;
   EXPECT_TRUE(Contains(ReadFile(spec.log_path), "sending SIGTERM to the task's process group"));
+  EXPECT_FALSE(Contains(ReadFile(spec.log_path), "SIGKILL"));
 
   std::istringstream in(ReadFile(pids));
   std::vector<pid_t> task_pids;
   for (pid_t pid; in >> pid;) task_pids.push_back(pid);
   ASSERT_EQ(task_pids.size(), 3u);
+  EXPECT_EQ(task_pids[2], sh);
   for (pid_t pid : task_pids) {
     EXPECT_TRUE(Eventually([&] { return ProcessGone(pid); })) << "pid " << pid << " survived";
   }
   ASSERT_TRUE(executor_->Cancel(spec.key).ok());  // after the end too
+  EXPECT_EQ(Count(Kind::kFinished, spec.key), 1);
 }
 
 TEST_F(LocalExecutorTest, CancelEscalatesToSigkill) {
@@ -314,10 +523,14 @@ TEST_F(LocalExecutorTest, CancelEscalatesToSigkill) {
   TaskSpec spec =
       Spec("stubborn", "trap '' TERM; echo $$ > '" + pid_file + "'; echo '::progress 1/1'; sleep 1000");
   ASSERT_TRUE(executor_->Submit(spec).ok());
+  kill_groups_.push_back(static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid));
   WaitFor(Kind::kProgress, spec.key);
+  const auto cancelled = std::chrono::steady_clock::now();
   ASSERT_TRUE(executor_->Cancel(spec.key).ok());
   ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_GE(std::chrono::steady_clock::now() - cancelled, 250ms);  // kill_grace (300 ms, kept to the ms)
   EXPECT_EQ(end.exit_code, 137);
+  EXPECT_TRUE(Contains(end.reason, "SIGTERM, then SIGKILL")) << end.reason;
   EXPECT_TRUE(Contains(ReadFile(spec.log_path), "sending SIGKILL")) << ReadFile(spec.log_path);
   pid_t sh = std::stoi(ReadFile(pid_file));
   EXPECT_TRUE(Eventually([&] { return ProcessGone(sh); }));
@@ -326,14 +539,18 @@ TEST_F(LocalExecutorTest, CancelEscalatesToSigkill) {
 TEST_F(LocalExecutorTest, CancelRightAfterSubmitStillRecordsAResult) {
   TaskSpec spec = Spec("early", "sleep 1000");
   ASSERT_TRUE(executor_->Submit(spec).ok());
-  ASSERT_TRUE(executor_->Cancel(spec.key).ok());  // the wrapper has most likely not even started
+  ASSERT_TRUE(executor_->Cancel(spec.key).ok());  // the command has most likely not even started
   ExecutorEvent end = WaitForEnd(spec.key);
   EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
   EXPECT_TRUE(end.exit_code == 143 || end.exit_code == 137) << end.exit_code.value_or(-1);
+  JournalTry recorded = JournalEntry(journal_, spec.log_path);
+  ASSERT_TRUE(recorded.start && recorded.end);
+  EXPECT_EQ(recorded.end->exit_code, *end.exit_code);
 }
 
 TEST_F(LocalExecutorTest, CancelOfAnUnknownKeyIsOk) {
   EXPECT_TRUE(executor_->Cancel(TaskInstanceKey{"no", "such", "task", -1, 1}).ok());
+  EXPECT_TRUE(executor_->Drain().empty());
 }
 
 TEST_F(LocalExecutorTest, SlotsLimitSubmissions) {
@@ -342,83 +559,219 @@ TEST_F(LocalExecutorTest, SlotsLimitSubmissions) {
   TaskSpec first = Spec("first", "sleep 1000");
   ASSERT_TRUE(executor_->Submit(first).ok());
   EXPECT_EQ(executor_->FreeSlots(), 0u);
+  EXPECT_TRUE(executor_->Submit(first).IsAlreadyExists());  // running here
   EXPECT_EQ(executor_->Submit(Spec("second", "true")).code(), Status::Code::kBusy);
   ASSERT_TRUE(executor_->Cancel(first.key).ok());
   WaitForEnd(first.key);
   EXPECT_EQ(executor_->FreeSlots(), 1u);
+  TaskSpec second = Spec("second", "exit 4");
+  ASSERT_TRUE(executor_->Submit(second).ok());
+  EXPECT_EQ(WaitForEnd(second.key).exit_code, 4);
 }
 
-TEST_F(LocalExecutorTest, NeverStartsATryTwice) {
-  TaskSpec spec = Spec("once", "echo ran >> '" + dir_ + "/runs'; echo '::progress 1/1'; sleep 1000");
+TEST_F(LocalExecutorTest, DaemonDescriptorsDoNotReachTheTask) {
+  // A descriptor the daemon left inheritable (think of a lock or a listening socket), opened
+  // before the supervisor is forked (at the first Submit).
+  int devnull = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(devnull, 0);
+  int leaked = ::fcntl(devnull, F_DUPFD, 100);  // high, so that ls's own cannot be mistaken for it
+  ::close(devnull);
+  ASSERT_GE(leaked, 100);
+  TaskSpec spec = Spec("fds", "ls /proc/$$/fd; echo '::progress 1/2'; read line < '" + MakeGate() + "'");
   ASSERT_TRUE(executor_->Submit(spec).ok());
-  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());  // running here
+  const pid_t sh = static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid);
+  kill_groups_.push_back(sh);
   WaitFor(Kind::kProgress, spec.key);
-
-  // A second wrapper for the same log, started behind the executor's back, refuses to run.
-  std::vector<std::string> argv_strings =
-      TaskWrapperArgs{spec.log_path, spec.log_path + ".status", spec.log_path + ".pid", "", "", 100,
-                      spec.command, {}}
-          .ToArgv(SelfExe());
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t second = 0;
-  ASSERT_EQ(::posix_spawn(&second, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  int status = 0;
-  ASSERT_EQ(::waitpid(second, &status, 0), second);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kWrapperRefusedExit) << status;
-
-  ASSERT_TRUE(executor_->Cancel(spec.key).ok());
-  EXPECT_EQ(WaitForEnd(spec.key).kind, Kind::kFinished);
-  EXPECT_EQ(ReadFile(dir_ + "/runs"), "ran\n");
-  // Finished: its status is there, so the same try is not run again.
-  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());
+  // Nor does the supervisor, which outlives the daemon, keep it: only its sockets, epoll,
+  // /dev/null, the journal, the try's pipe and pidfd and the standard three.
+  auto info = ReadProcInfo(sh);
+  ASSERT_TRUE(info);
+  const std::string supervisor_fds = "/proc/" + std::to_string(info->ppid) + "/fd";
+  std::vector<int> held;
+  for (const auto& entry : fs::directory_iterator(supervisor_fds)) held.push_back(std::stoi(entry.path().filename()));
+  EXPECT_EQ(std::count(held.begin(), held.end(), leaked), 0);
+  EXPECT_LE(held.size(), 12u);
+  OpenGate(dir_ + "/gate");
+  EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
+  ::close(leaked);
+  std::istringstream in(ReadFile(spec.log_path));
+  std::vector<int> fds;
+  for (int fd; in >> fd;) fds.push_back(fd);
+  // 0, 1, 2, and ls's own, for the folder it lists.
+  EXPECT_LE(fds.size(), 4u) << ReadFile(spec.log_path);
+  EXPECT_EQ(std::count(fds.begin(), fds.end(), leaked), 0) << ReadFile(spec.log_path);
 }
 
-TEST_F(LocalExecutorTest, AdoptsATryWhoseDaemonDied) {
-  const std::string gate = dir_ + "/gate";
-  ASSERT_EQ(::mkfifo(gate.c_str(), 0600), 0);
-  TaskSpec spec = Spec("survivor", "echo '::progress 1/2'; read line < '" + gate +
-                                       "'; echo '::progress 2/2'; echo \"got $line\"; exit 7");
+TEST_F(LocalExecutorTest, TheSupervisorOutlivesItsDaemon) {
+  const std::string gate = MakeGate();
+  TaskSpec spec = Spec("survivor", "echo '::progress 1/2'; read line < '" + gate + "'; echo \"got $line\"; exit 7");
   ASSERT_TRUE(executor_->Submit(spec).ok());
   const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
+  kill_groups_.push_back(static_cast<pid_t>(pid));
+  WaitFor(Kind::kProgress, spec.key);
+
+  StopDaemon();
+  events_.clear();
+  EXPECT_FALSE(ProcessGone(static_cast<pid_t>(pid)));
+  OpenGate(gate);
+  // With no daemon to tell, the supervisor still copies the output and records the end.
+  ASSERT_TRUE(Eventually([&] { return JournalEntry(journal_, spec.log_path).end.has_value(); }));
+  JournalTry recorded = JournalEntry(journal_, spec.log_path);
+  EXPECT_EQ(recorded.end->exit_code, 7);
+  EXPECT_EQ(recorded.end->reason, "exit code 7");
+  EXPECT_EQ(ReadFile(spec.log_path), "got go\n");
+
+  StartDaemon();
+  std::vector<RunningTask> tasks = {Recorded(spec, pid)};
+  EXPECT_TRUE(executor_->Adopt(tasks).empty());  // nothing to follow: the result is known
+  ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
+  EXPECT_EQ(end.exit_code, 7);
+  EXPECT_EQ(end.reason, "exit code 7");
+  EXPECT_EQ(end.at, recorded.end->at);  // when it ended, not when we learned of it
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+  // The journal says it ran: it does not run again.
+  Status again = executor_->Submit(spec);
+  EXPECT_TRUE(again.IsAlreadyExists()) << again.ToString();
+  EXPECT_EQ(Lines(ReadFile(journal_)).size(), 2u);
+}
+
+TEST_F(LocalExecutorTest, AdoptsATryThatStillRuns) {
+  const std::string gate = MakeGate();
+  TaskSpec spec = Spec("running", "echo '::progress 1/2'; read line < '" + gate + "'; echo \"got $line\"; exit 7");
+  ASSERT_TRUE(executor_->Submit(spec).ok());
+  const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
+  kill_groups_.push_back(static_cast<pid_t>(pid));
   WaitFor(Kind::kProgress, spec.key);
 
   StopDaemon();
   events_.clear();
   StartDaemon();
-  // The wrapper still runs: the try must not start again.
-  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());
-  std::vector<RunningTask> tasks = {RunningTask{spec.key, pid, std::nullopt, spec.log_path}};
+  std::vector<RunningTask> tasks = {Recorded(spec, pid)};
   std::vector<TaskInstanceKey> adopted = executor_->Adopt(tasks);
   ASSERT_EQ(adopted.size(), 1u);
   EXPECT_EQ(adopted[0], spec.key);
   EXPECT_EQ(executor_->FreeSlots(), 3u);
-  EXPECT_EQ(WaitFor(Kind::kProgress, spec.key).progress, 0.5);  // from the progress file
+  // It still runs: it must not start again.
+  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());
+  // Nothing to report until it ends.
+  io_->poll();
+  Collect();
+  EXPECT_TRUE(events_.empty());
 
   OpenGate(gate);
   ExecutorEvent end = WaitForEnd(spec.key);
   EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
   EXPECT_EQ(end.exit_code, 7);
+  EXPECT_EQ(end.at, JournalEntry(journal_, spec.log_path).end->at);
   EXPECT_EQ(executor_->FreeSlots(), 4u);
-  // With nobody reading its stdout any more, the wrapper carried on.
   EXPECT_EQ(ReadFile(spec.log_path), "got go\n");
-  EXPECT_EQ(ReadFile(spec.log_path + ".progress"), "1\n");
+  EXPECT_EQ(events_.size(), 1u);
+}
+
+TEST_F(LocalExecutorTest, CancelsAnAdoptedTry) {
+  const std::string pid_file = dir_ + "/taskpid";
+  TaskSpec spec = Spec("adopted", "echo $$ > '" + pid_file + "'; echo '::progress 1/2'; sleep 1000");
+  ASSERT_TRUE(executor_->Submit(spec).ok());
+  const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
+  kill_groups_.push_back(static_cast<pid_t>(pid));
+  WaitFor(Kind::kProgress, spec.key);
+
+  StopDaemon();
+  events_.clear();
+  StartDaemon();
+  std::vector<RunningTask> tasks = {Recorded(spec, pid)};
+  ASSERT_EQ(executor_->Adopt(tasks).size(), 1u);
+  EXPECT_EQ(executor_->Adopt(tasks).size(), 1u);  // again: still followed, once
+  ASSERT_TRUE(executor_->Cancel(spec.key).ok());
+  ExecutorEvent end = WaitForEnd(spec.key);
+  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
+  EXPECT_EQ(end.exit_code, 143);
+  pid_t sh = std::stoi(ReadFile(pid_file));
+  EXPECT_EQ(sh, pid);
+  EXPECT_TRUE(Eventually([&] { return ProcessGone(sh); }));
+  EXPECT_EQ(Count(Kind::kFinished, spec.key), 1);
+  EXPECT_EQ(JournalEntry(journal_, spec.log_path).end->exit_code, 143);
+}
+
+TEST_F(LocalExecutorTest, AdoptReportsLostAndFinishedTries) {
+  // A pid that is gone.
+  pid_t dead = ::fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  auto self = ReadProcStat(::getpid());
+  ASSERT_TRUE(self);
+  fs::create_directories(dir_ + "/logs");
+
+  // Started, then the command and its supervisor vanished without recording the end.
+  TaskSpec vanished = Spec("vanished", "true");
+  // Started, and the pid lives, but as another process (its start time differs); the
+  // supervisor is gone.
+  TaskSpec reused = Spec("reused", "true");
+  // Ended while nobody watched.
+  TaskSpec finished = Spec("finished", "true");
+  // Not in the journal: never started (its start is recorded right after the spawn).
+  TaskSpec never = Spec("never", "true");
+  // In a run whose journal does not even exist.
+  TaskSpec nojournal = Spec("nojournal", "true");
+  nojournal.journal_path = dir_ + "/logs/other-run/tries.journal";
+  // Recorded by a daemon that did not record where.
+  TaskSpec unrecorded = Spec("unrecorded", "true");
+  unrecorded.journal_path.clear();
+  {
+    std::ofstream out(journal_, std::ios::binary);
+    out << FormatJournalStart(vanished.log_path, JournalStart{dead, 12345, dead, 12300})
+        << FormatJournalStart(reused.log_path, JournalStart{::getpid(), self->start_time + 1, dead, 12300})
+        << FormatJournalStart(finished.log_path, JournalStart{dead, 12345, dead, 12300})
+        << FormatJournalEnd(finished.log_path, JournalEnd{2, "exit code 2", TimePoint(std::chrono::milliseconds(1234567))})
+        << "S\t" << never.log_path << "\t12";  // torn: a record still being written is no start
+  }
+
+  std::vector<RunningTask> tasks = {Recorded(vanished, dead), Recorded(reused, ::getpid()), Recorded(finished),
+                                    Recorded(never, ::getpid()), Recorded(nojournal), Recorded(unrecorded)};
+  EXPECT_TRUE(executor_->Adopt(tasks).empty());
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+
+  const std::string gone = "the try's supervisor (pid " + std::to_string(dead) + ") stopped before it recorded how the try ended";
+  ExecutorEvent end = WaitForEnd(vanished.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_EQ(end.reason, gone);
+  end = WaitForEnd(reused.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_EQ(end.reason, gone);
+  end = WaitForEnd(finished.key);
+  EXPECT_EQ(end.kind, Kind::kFinished);
+  EXPECT_EQ(end.exit_code, 2);
+  EXPECT_EQ(end.reason, "exit code 2");
+  EXPECT_EQ(end.at, TimePoint(std::chrono::milliseconds(1234567)));
+  end = WaitForEnd(never.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_EQ(end.reason, "never started");
+  end = WaitForEnd(nojournal.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_EQ(end.reason, "never started");
+  end = WaitForEnd(unrecorded.key);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_TRUE(Contains(end.reason, "no log or journal path")) << end.reason;
+  EXPECT_EQ(events_.size(), 6u);  // one final event each, nothing else
+
+  // What the adopted journal has does not run again; what it lacks may.
+  EXPECT_TRUE(executor_->Submit(finished).IsAlreadyExists());
+  EXPECT_TRUE(executor_->Submit(vanished).IsAlreadyExists());
+  ASSERT_TRUE(executor_->Submit(nojournal).ok());
+  ASSERT_TRUE(RunUntil([&] { return Find(Kind::kFinished, nojournal.key) != nullptr; }));
+  EXPECT_EQ(Find(Kind::kFinished, nojournal.key)->exit_code, 0);
 }
 
 TEST_F(LocalExecutorTest, AdoptsATryAfterTheDaemonIsKilledWithSigkill) {
-  const std::string gate = dir_ + "/gate";
-  ASSERT_EQ(::mkfifo(gate.c_str(), 0600), 0);
+  const std::string gate = MakeGate();
   const std::string log = dir_ + "/logs/killed/1.log";
   const std::string command = "echo '::progress 1/2'; read line < '" + gate + "'; echo \"got $line\"; exit 9";
   // A real daemon process (this binary in its test-daemon role), killed with -9.
   int out[2];
   ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  std::vector<std::string> argv_strings = {SelfExe(), std::string(kTestDaemonCommand), log, command};
+  std::vector<std::string> argv_strings = {SelfExe(), std::string(kTestDaemonCommand), log, journal_, command};
   std::vector<char*> argv;
   for (std::string& arg : argv_strings) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -431,230 +784,87 @@ TEST_F(LocalExecutorTest, AdoptsATryAfterTheDaemonIsKilledWithSigkill) {
   ::close(out[1]);
   const std::string ready = ReadLine(out[0]);
   ::close(out[0]);
+  if (!ready.starts_with("ready ")) ::kill(daemon, SIGKILL);
   ASSERT_TRUE(ready.starts_with("ready ")) << ready;
-  const pid_t wrapper = std::stoi(ready.substr(6));
+  const pid_t command_pid = std::stoi(ready.substr(6));
+  kill_groups_.push_back(command_pid);
+  const JournalTry started = JournalEntry(journal_, log);
+  ASSERT_TRUE(started.start);
+  EXPECT_EQ(started.start->pid, command_pid);
+  const pid_t supervisor = started.start->supervisor_pid;
   ASSERT_EQ(::kill(daemon, SIGKILL), 0);
   ASSERT_EQ(::waitpid(daemon, nullptr, 0), daemon);
-  EXPECT_FALSE(ProcessGone(wrapper));  // orphaned, not dead
+  EXPECT_FALSE(ProcessGone(command_pid));  // orphaned, not dead
+  EXPECT_FALSE(ProcessGone(supervisor));
+  EXPECT_TRUE(Eventually([&] {
+    auto info = ReadProcInfo(supervisor);
+    return info && info->ppid == ::getpid();
+  }));
 
-  std::vector<RunningTask> tasks = {RunningTask{kTestDaemonKey, wrapper, std::nullopt, log}};
-  ASSERT_EQ(executor_->Adopt(tasks).size(), 1u);
   OpenGate(gate);
+  // The supervisor records the end, then exits: it has no daemon and no try left.
+  ASSERT_TRUE(Eventually([&] { return JournalEntry(journal_, log).end.has_value(); }));
+  EXPECT_TRUE(Eventually([&] { return ProcessGone(supervisor); }));
+  ::waitpid(supervisor, nullptr, 0);
+
+  std::vector<RunningTask> tasks = {RunningTask{kTestDaemonKey, command_pid, std::nullopt, log, journal_}};
+  EXPECT_TRUE(executor_->Adopt(tasks).empty());
   ExecutorEvent end = WaitForEnd(kTestDaemonKey);
   EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
   EXPECT_EQ(end.exit_code, 9);
   EXPECT_EQ(ReadFile(log), "got go\n");
 }
 
-TEST_F(LocalExecutorTest, AdoptsATryThatEndedWhileNobodyWatched) {
-  const std::string gate = dir_ + "/gate";
-  ASSERT_EQ(::mkfifo(gate.c_str(), 0600), 0);
-  TaskSpec spec = Spec("unwatched", "echo '::progress 1/2'; read line < '" + gate + "'; exit 5");
+TEST_F(LocalExecutorTest, ASupervisorKilledWithSigkillLosesItsTries) {
+  TaskSpec spec = Spec("orphan", "echo '::progress 1/1'; exec sleep 1000");
   ASSERT_TRUE(executor_->Submit(spec).ok());
-  const pid_t pid = static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid);
+  const pid_t command = static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid);
+  kill_groups_.push_back(command);
   WaitFor(Kind::kProgress, spec.key);
+  // Our supervisor: the command's parent, a child of ours.
+  auto info = ReadProcInfo(command);
+  ASSERT_TRUE(info);
+  const pid_t supervisor = info->ppid;
+  auto supervisor_info = ReadProcInfo(supervisor);
+  ASSERT_TRUE(supervisor_info);
+  EXPECT_EQ(supervisor_info->comm, "ns-supervisor");
+  EXPECT_EQ(supervisor_info->ppid, ::getpid());
+  EXPECT_EQ(LiveChildren(::getpid(), "ns-supervisor"), std::vector<pid_t>{supervisor});
 
-  StopDaemon();
-  events_.clear();
-  OpenGate(gate);
-  // The wrapper is still this process's child, so its end can be awaited directly.
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  EXPECT_EQ(WEXITSTATUS(status), 5);
-
-  StartDaemon();
-  std::vector<RunningTask> tasks = {RunningTask{spec.key, pid, std::nullopt, spec.log_path}};
-  EXPECT_TRUE(executor_->Adopt(tasks).empty());  // nothing to follow: the result is known
+  ASSERT_EQ(::kill(supervisor, SIGKILL), 0);
   ExecutorEvent end = WaitForEnd(spec.key);
-  EXPECT_EQ(end.kind, Kind::kFinished);
-  EXPECT_EQ(end.exit_code, 5);
+  EXPECT_EQ(end.kind, Kind::kLost);
+  EXPECT_TRUE(Contains(end.reason, "supervisor (pid " + std::to_string(supervisor) + ")")) << end.reason;
+  EXPECT_TRUE(Contains(end.reason, std::to_string(command))) << end.reason;
   EXPECT_EQ(executor_->FreeSlots(), 4u);
+  EXPECT_FALSE(JournalEntry(journal_, spec.log_path).end);
+  ::kill(-command, SIGKILL);  // orphaned in its own group
+
+  // The next try gets a new supervisor.
+  TaskSpec next = Spec("next", "exit 4");
+  ASSERT_TRUE(executor_->Submit(next).ok());
+  ExecutorEvent next_end = WaitForEnd(next.key);
+  EXPECT_EQ(next_end.kind, Kind::kFinished) << next_end.reason;
+  EXPECT_EQ(next_end.exit_code, 4);
+  const JournalTry recorded = JournalEntry(journal_, next.log_path);
+  ASSERT_TRUE(recorded.start);
+  EXPECT_NE(recorded.start->supervisor_pid, supervisor);
 }
 
-TEST_F(LocalExecutorTest, CancelsAnAdoptedTry) {
-  const std::string pid_file = dir_ + "/taskpid";
-  TaskSpec spec = Spec("adopted", "echo $$ > '" + pid_file + "'; echo '::progress 1/2'; sleep 1000");
-  ASSERT_TRUE(executor_->Submit(spec).ok());
-  const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
-  WaitFor(Kind::kProgress, spec.key);
-
+TEST_F(LocalExecutorTest, UsesThePrestartedSupervisor) {
   StopDaemon();
-  events_.clear();
+  KillLeftovers();
+  SupervisorClient::Prestart();
+  std::vector<pid_t> prestarted;
+  // It names itself right after the fork.
+  ASSERT_TRUE(Eventually([&] { return !(prestarted = LiveChildren(::getpid(), "ns-supervisor")).empty(); }));
+  ASSERT_EQ(prestarted.size(), 1u);
   StartDaemon();
-  std::vector<RunningTask> tasks = {RunningTask{spec.key, pid, std::nullopt, spec.log_path}};
-  ASSERT_EQ(executor_->Adopt(tasks).size(), 1u);
-  EXPECT_EQ(executor_->Adopt(tasks).size(), 1u);  // again: still followed, once
-  ASSERT_TRUE(executor_->Cancel(spec.key).ok());
-  ExecutorEvent end = WaitForEnd(spec.key);
-  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
-  EXPECT_EQ(end.exit_code, 143);
-  pid_t sh = std::stoi(ReadFile(pid_file));
-  EXPECT_TRUE(Eventually([&] { return ProcessGone(sh); }));
-  int finished = 0;
-  for (const ExecutorEvent& e : events_) finished += e.kind == Kind::kFinished;
-  EXPECT_EQ(finished, 1);
-}
-
-TEST_F(LocalExecutorTest, DaemonDescriptorsDoNotReachTheTask) {
-  // A descriptor the daemon left inheritable (think of a lock or a listening socket).
-  int devnull = ::open("/dev/null", O_RDONLY);
-  ASSERT_GE(devnull, 0);
-  int leaked = ::fcntl(devnull, F_DUPFD, 100);  // high, so that ls's own cannot be mistaken for it
-  ::close(devnull);
-  ASSERT_GE(leaked, 100);
-  TaskSpec spec = Spec("fds", "ls /proc/$$/fd");
+  TaskSpec spec = Spec("prestarted", "exit 0");
   ASSERT_TRUE(executor_->Submit(spec).ok());
   EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
-  ::close(leaked);
-  std::istringstream in(ReadFile(spec.log_path));
-  std::vector<int> fds;
-  for (int fd; in >> fd;) fds.push_back(fd);
-  // ls itself holds one more, for the folder it lists.
-  EXPECT_LE(fds.size(), 4u) << ReadFile(spec.log_path);
-  EXPECT_EQ(std::count(fds.begin(), fds.end(), leaked), 0) << ReadFile(spec.log_path);
-}
-
-TEST_F(LocalExecutorTest, AdoptReportsLostTries) {
-  // A pid that is gone, with no status.
-  pid_t dead = ::fork();
-  ASSERT_GE(dead, 0);
-  if (dead == 0) ::_exit(0);
-  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
-  TaskSpec vanished = Spec("vanished", "true");
-  fs::create_directories(fs::path(vanished.log_path).parent_path());
-  ASSERT_TRUE(WriteFileAtomically(vanished.log_path + ".pid", FormatPidFile({dead, 12345}), false).ok());
-
-  // A live pid that is not the wrapper any more: its start time differs.
-  TaskSpec reused = Spec("reused", "true");
-  fs::create_directories(fs::path(reused.log_path).parent_path());
-  auto self = ReadProcStat(::getpid());
-  ASSERT_TRUE(self);
-  ASSERT_TRUE(
-      WriteFileAtomically(reused.log_path + ".pid", FormatPidFile({::getpid(), self->start_time + 1}), false)
-          .ok());
-
-  // Pid and start time match, but the process is no wrapper of this try: a pid file from before
-  // a reboot (older than the boot) whose numbers recur.
-  TaskSpec rebooted = Spec("rebooted", "true");
-  fs::create_directories(fs::path(rebooted.log_path).parent_path());
-  ASSERT_TRUE(
-      WriteFileAtomically(rebooted.log_path + ".pid", FormatPidFile({::getpid(), self->start_time}), false)
-          .ok());
-  struct sysinfo info {};
-  ASSERT_EQ(::sysinfo(&info), 0);
-  const auto before_boot = fs::file_time_type::clock::now() - std::chrono::seconds(info.uptime + 3600);
-  fs::last_write_time(rebooted.log_path + ".pid", before_boot);
-
-  // No pid file: the wrapper never started (a recorded pid that is no wrapper changes nothing).
-  TaskSpec never = Spec("never", "true");
-
-  // A status: finished while the daemon was away.
-  TaskSpec finished = Spec("finished", "true");
-  fs::create_directories(fs::path(finished.log_path).parent_path());
-  ASSERT_TRUE(
-      WriteFileAtomically(finished.log_path + ".status", FormatStatusFile({2, "exit code 2"}), true).ok());
-
-  std::vector<RunningTask> tasks = {
-      RunningTask{vanished.key, dead, std::nullopt, vanished.log_path},
-      RunningTask{reused.key, ::getpid(), std::nullopt, reused.log_path},
-      RunningTask{rebooted.key, std::nullopt, std::nullopt, rebooted.log_path},
-      RunningTask{never.key, ::getpid(), std::nullopt, never.log_path},
-      RunningTask{finished.key, std::nullopt, std::nullopt, finished.log_path},
-  };
-  EXPECT_TRUE(executor_->Adopt(tasks).empty());
-  EXPECT_EQ(executor_->FreeSlots(), 4u);
-
-  ExecutorEvent end = WaitForEnd(vanished.key);
-  EXPECT_EQ(end.kind, Kind::kLost);
-  EXPECT_EQ(end.reason, "process vanished without a status");
-  end = WaitForEnd(reused.key);
-  EXPECT_EQ(end.kind, Kind::kLost);
-  EXPECT_EQ(end.reason, "process vanished without a status");
-  end = WaitForEnd(rebooted.key);
-  EXPECT_EQ(end.kind, Kind::kLost);
-  EXPECT_EQ(end.reason, "process vanished without a status");
-  end = WaitForEnd(never.key);
-  EXPECT_EQ(end.kind, Kind::kLost);
-  EXPECT_EQ(end.reason, "never started");
-  end = WaitForEnd(finished.key);
-  EXPECT_EQ(end.kind, Kind::kFinished);
-  EXPECT_EQ(end.exit_code, 2);
-  EXPECT_EQ(end.reason, "exit code 2");
-  EXPECT_EQ(events_.size(), 5u);  // one final event each, nothing else
-}
-
-TEST_F(LocalExecutorTest, WrapperKilledWithoutStatusIsLost) {
-  const std::string pid_file = dir_ + "/taskpid";
-  TaskSpec spec = Spec("orphan", "echo $$ > '" + pid_file + "'; echo '::progress 1/1'; exec sleep 1000");
-  ASSERT_TRUE(executor_->Submit(spec).ok());
-  const pid_t wrapper = static_cast<pid_t>(*WaitFor(Kind::kStarted, spec.key).pid);
-  WaitFor(Kind::kProgress, spec.key);
-  ASSERT_EQ(::kill(wrapper, SIGKILL), 0);
-  ExecutorEvent end = WaitForEnd(spec.key);
-  EXPECT_EQ(end.kind, Kind::kLost);
-  EXPECT_TRUE(Contains(end.reason, "task wrapper died without recording a status")) << end.reason;
-  // The orphaned task is in its own group, named by its pid.
-  ::kill(-std::stoi(ReadFile(pid_file)), SIGKILL);
-}
-
-TEST_F(LocalExecutorTest, UnstartableWrapperIsAnError) {
-  StopDaemon();
-  io_ = std::make_unique<boost::asio::io_context>();
-  LocalExecutorOptions options;
-  options.wrapper_argv0 = dir_ + "/no-such-binary";
-  executor_ = std::make_unique<LocalExecutor>(*io_, options, [] {});
-  Status s = executor_->Submit(Spec("nobinary", "true"));
-  EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
-  EXPECT_EQ(executor_->FreeSlots(), 32u);
-  EXPECT_TRUE(executor_->Drain().empty());
-}
-
-
-// The WrapperSpawner path: the wrapper is forked from a helper process instead of exec'ed. Each
-// test runs in its own process (gtest_discover_tests), so starting the helper here changes no
-// other test.
-TEST_F(LocalExecutorTest, ForkedWrappersRunTriesAndTheirPidFileComesFirst) {
-  ASSERT_TRUE(WrapperSpawner::Start().ok());
-  TaskSpec three = Spec("three", "echo '::progress 1/4'; echo out; exit 3");
-  ASSERT_TRUE(executor_->Submit(three).ok());
-  // The daemon learns the pid only once the pid file is there: a restart in between finds it.
-  ASSERT_TRUE(PathExists(three.log_path + ".pid"));
-  const int64_t pid = *WaitFor(Kind::kStarted, three.key).pid;
-  auto pid_file = ReadPidFile(three.log_path + ".pid");
-  ASSERT_TRUE(pid_file.ok());
-  EXPECT_EQ(pid_file->pid, pid);
-  EXPECT_EQ(WaitFor(Kind::kProgress, three.key).progress, 0.25);
-  ExecutorEvent end = WaitForEnd(three.key);
-  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
-  EXPECT_EQ(end.exit_code, 3);
-  EXPECT_EQ(ReadFile(three.log_path), "out\n");
-  EXPECT_EQ(executor_->FreeSlots(), 4u);
-}
-
-TEST_F(LocalExecutorTest, AForkedWrapperOutlivesItsDaemonAndIsAdopted) {
-  ASSERT_TRUE(WrapperSpawner::Start().ok());
-  const std::string gate = dir_ + "/gate";
-  ASSERT_EQ(::mkfifo(gate.c_str(), 0600), 0);
-  TaskSpec spec = Spec("forked", "read line < '" + gate + "'; echo \"got $line\"; exit 5");
-  ASSERT_TRUE(executor_->Submit(spec).ok());
-  const int64_t pid = *WaitFor(Kind::kStarted, spec.key).pid;
-  // Forked, not exec'ed: it carries this process's command line, not `__task-wrapper`.
-  auto cmdline = ReadProcCmdline(static_cast<pid_t>(pid));
-  ASSERT_TRUE(cmdline && cmdline->size() >= 1);
-  EXPECT_TRUE(cmdline->size() < 2 || (*cmdline)[1] != kTaskWrapperCommand);
-
-  StopDaemon();
-  events_.clear();
-  StartDaemon();
-  // Identified by its pid file (pid, start time, written since boot): not started again.
-  EXPECT_TRUE(executor_->Submit(spec).IsAlreadyExists());
-  std::vector<RunningTask> tasks = {RunningTask{spec.key, pid, std::nullopt, spec.log_path}};
-  ASSERT_EQ(executor_->Adopt(tasks).size(), 1u);
-  OpenGate(gate);
-  ExecutorEvent end = WaitForEnd(spec.key);
-  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
-  EXPECT_EQ(end.exit_code, 5);
-  EXPECT_EQ(ReadFile(spec.log_path), "got go\n");
+  EXPECT_EQ(JournalEntry(journal_, spec.log_path).start->supervisor_pid, prestarted[0]);
+  EXPECT_FALSE(SupervisorClient::TakePrestarted());  // taken, once
 }
 
 }  // namespace

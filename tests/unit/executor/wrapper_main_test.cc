@@ -1,7 +1,10 @@
-// main() of executor_tests. The test binary doubles as the task wrapper, the way the nightshift
-// binary does: LocalExecutor in these tests starts /proc/self/exe __task-wrapper ... So this
-// file replaces gtest_main (whose main() the linker then leaves out of libgtest_main.a).
-// It also doubles as a minimal daemon that a test kills with -9 (kTestDaemonCommand).
+// main() of executor_tests. The test binary has two roles besides running the tests, the way
+// the nightshift binary does, so this file replaces gtest_main (whose main() the linker then
+// leaves out of libgtest_main.a):
+//  - the Slurm executor's task wrapper (`__task-wrapper`), which task_wrapper_limits_test.cc
+//    runs for real;
+//  - a minimal daemon that a test kills with -9 (kTestDaemonCommand, test_daemon.h): its
+//    LocalExecutor's supervisor must carry on without it.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -17,28 +20,32 @@
 
 namespace nightshift {
 
-// `executor_tests __test-daemon LOG_PATH COMMAND`: submits one try, prints "ready WRAPPER_PID"
-// once the task reported progress, then waits to be killed.
+// `executor_tests __test-daemon LOG_PATH JOURNAL_PATH COMMAND`: submits one try, prints
+// "ready COMMAND_PID" once the command reported progress, then waits to be killed.
 int RunTestDaemon(int argc, char** argv) {
-  if (argc != 4) return 2;
+  if (argc != 5) return 2;
   boost::asio::io_context io;
   std::unique_ptr<LocalExecutor> executor;
-  int64_t wrapper_pid = 0;
+  int64_t command_pid = 0;
   bool progressed = false;
+  bool ended = false;
   executor = std::make_unique<LocalExecutor>(io, LocalExecutorOptions{}, [&] {
     for (const ExecutorEvent& e : executor->Drain()) {
-      if (e.kind == ExecutorEvent::Kind::kStarted) wrapper_pid = e.pid.value_or(0);
+      if (e.kind == ExecutorEvent::Kind::kStarted) command_pid = e.pid.value_or(0);
       if (e.kind == ExecutorEvent::Kind::kProgress) progressed = true;
+      if (e.kind == ExecutorEvent::Kind::kFinished || e.kind == ExecutorEvent::Kind::kLost) ended = true;
     }
   });
   TaskSpec spec;
   spec.key = kTestDaemonKey;
   spec.log_path = argv[2];
-  spec.command = argv[3];
+  spec.journal_path = argv[3];
+  spec.command = argv[4];
   if (!executor->Submit(spec).ok()) return 1;
-  while (!progressed && io.run_one() > 0) {
+  while (!progressed && !ended && io.run_one() > 0) {
   }
-  std::printf("ready %lld\n", static_cast<long long>(wrapper_pid));
+  if (!progressed || command_pid <= 0) return 3;
+  std::printf("ready %lld\n", static_cast<long long>(command_pid));
   std::fflush(stdout);
   for (;;) ::pause();
 }
