@@ -292,6 +292,9 @@ class Supervisor {
   void Start(SupervisedTry request);
   void StopTry(uint64_t id);
   void OnPipe(uint64_t slot);
+  // Copies up to `limit` bytes of the try's output into its log; closes the pipe at its end.
+  void CopyOutput(Try& t, size_t limit);
+  void SendProgress(const Try& t, double progress);
   void OnExit(uint64_t slot);
   void Send(const SupervisorEvent& event);
   void FlushEvents();
@@ -551,31 +554,33 @@ void Supervisor::CheckDeadlines() {
 
 void Supervisor::OnPipe(uint64_t slot) {
   auto it = tries_.find(slot);
-  if (it == tries_.end() || it->second.pipe < 0) return;
-  Try& t = it->second;
+  if (it != tries_.end()) CopyOutput(it->second, kMaxReadPerRound);
+}
+
+void Supervisor::CopyOutput(Try& t, size_t limit) {
   char buf[65536];
   std::optional<double> progress;
-  size_t budget = kMaxReadPerRound;
-  while (budget > 0) {
-    const ssize_t n = ::read(t.pipe, buf, std::min(sizeof buf, budget));
+  while (limit > 0 && t.pipe >= 0) {
+    const ssize_t n = ::read(t.pipe, buf, std::min(sizeof buf, limit));
     if (n > 0) {
       if (auto p = t.output->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) progress = p;
-      budget -= static_cast<size_t>(n);
+      limit -= static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     ::close(t.pipe);  // end of file: every writer is gone
     t.pipe = -1;
-    break;
   }
-  if (progress) {
-    SupervisorEvent event;
-    event.kind = SupervisorEvent::Kind::kProgress;
-    event.id = t.request.id;
-    event.progress = *progress;
-    Send(event);
-  }
+  if (progress) SendProgress(t, *progress);
+}
+
+void Supervisor::SendProgress(const Try& t, double progress) {
+  SupervisorEvent event;
+  event.kind = SupervisorEvent::Kind::kProgress;
+  event.id = t.request.id;
+  event.progress = progress;
+  Send(event);
 }
 
 void Supervisor::OnExit(uint64_t slot) {
@@ -585,35 +590,12 @@ void Supervisor::OnExit(uint64_t slot) {
   // The command is a zombie until wait4 below, so its pid still names the group: no other
   // process can have taken it. Background processes of a task we did not stop are left alone.
   if (t.stopping) ::kill(-t.pid, SIGKILL);
-  if (t.pipe >= 0) {
-    // Everything the command wrote is in the pipe now; read that much and no more, since a
-    // background process may keep writing forever.
-    int available = 0;
-    if (::ioctl(t.pipe, FIONREAD, &available) == 0 && available > 0) {
-      char buf[65536];
-      std::optional<double> progress;
-      while (available > 0) {
-        const ssize_t n = ::read(t.pipe, buf, std::min(sizeof buf, static_cast<size_t>(available)));
-        if (n <= 0) break;
-        if (auto p = t.output->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) progress = p;
-        available -= static_cast<int>(n);
-      }
-      if (progress) {
-        SupervisorEvent event;
-        event.kind = SupervisorEvent::Kind::kProgress;
-        event.id = t.request.id;
-        event.progress = *progress;
-        Send(event);
-      }
-    }
+  // Everything the command wrote is in the pipe now; read that much and no more, since a
+  // background process may keep writing forever.
+  if (int available = 0; t.pipe >= 0 && ::ioctl(t.pipe, FIONREAD, &available) == 0 && available > 0) {
+    CopyOutput(t, static_cast<size_t>(available));
   }
-  if (auto p = t.output->Flush()) {
-    SupervisorEvent event;
-    event.kind = SupervisorEvent::Kind::kProgress;
-    event.id = t.request.id;
-    event.progress = *p;
-    Send(event);
-  }
+  if (auto p = t.output->Flush()) SendProgress(t, *p);
   int wait_status = 0;
   rusage usage{};
   while (::wait4(t.pid, &wait_status, 0, &usage) < 0 && errno == EINTR) {
