@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "executor/task_protocol.h"
 
@@ -261,6 +262,15 @@ const std::map<std::string, JournalTry>& LocalExecutor::KnownTries(const std::st
 
 std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> tasks) {
   std::vector<TaskInstanceKey> adopted;
+  // Read afresh, once per journal: a copy kept since an earlier Submit lacks what the
+  // supervisor recorded since (Adopt also runs after a pass the database refused, for tries
+  // this very executor started).
+  std::set<std::string> refreshed;
+  for (const RunningTask& task : tasks) {
+    if (task.journal_path.empty() || !refreshed.insert(task.journal_path).second) continue;
+    auto read = ReadTryJournal(task.journal_path);
+    journals_[task.journal_path] = read.ok() ? std::move(*read) : std::map<std::string, JournalTry>{};
+  }
   for (const RunningTask& task : tasks) {
     if (running_.count(task.key)) {
       adopted.push_back(task.key);
