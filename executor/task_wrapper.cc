@@ -118,8 +118,7 @@ std::string ApplyProcessLimits(const TaskLimits& limits) {
 
 class Wrapper {
  public:
-  Wrapper(TaskWrapperArgs args, bool pid_file_written)
-      : args_(std::move(args)), pid_file_written_(pid_file_written) {}
+  explicit Wrapper(TaskWrapperArgs args) : args_(std::move(args)) {}
   ~Wrapper() {
     for (int fd : {log_fd_, signal_fd_, pipe_fd_}) {
       if (fd >= 0) ::close(fd);
@@ -140,7 +139,6 @@ class Wrapper {
   bool ChildExited();
 
   TaskWrapperArgs args_;
-  bool pid_file_written_ = false;  // by the WrapperSpawner's child, before it became us
   int log_fd_ = -1;
   int signal_fd_ = -1;
   int pipe_fd_ = -1;
@@ -221,11 +219,8 @@ int Wrapper::Run() {
   // written before the command starts, the file survives any process being killed, the
   // daemon and this wrapper included; only a machine crash can lose it, and that also kills
   // the command. The fsyncs cost more than the rest of a short try (docs/adr/0004).
-  Status s;
-  if (!pid_file_written_) {
-    s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), false);
-    if (!s.ok()) return Fail("cannot write pid file: " + s.message());
-  }
+  Status s = WriteFileAtomically(args_.pid_path, FormatPidFile({::getpid(), self->start_time}), false);
+  if (!s.ok()) return Fail("cannot write pid file: " + s.message());
 
   sigset_t pending;
   sigemptyset(&pending);
@@ -393,7 +388,7 @@ std::optional<double> ParseProgressDirective(std::string_view line) {
   return std::clamp(*done / *total, 0.0, 1.0);
 }
 
-int RunTaskWrapper(int argc, char** argv, bool pid_file_written) {
+int RunTaskWrapper(int argc, char** argv) {
   auto args = ParseTaskWrapperArgs(argc, argv);
   if (!args.ok()) {
     std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + args.status().message() +
@@ -404,7 +399,7 @@ int RunTaskWrapper(int argc, char** argv, bool pid_file_written) {
     WriteFully(2, msg);
     return kWrapperSetupFailedExit;
   }
-  Wrapper wrapper(std::move(*args), pid_file_written);
+  Wrapper wrapper(std::move(*args));
   return wrapper.Run();
 }
 

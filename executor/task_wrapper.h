@@ -1,7 +1,8 @@
-// The task wrapper: a small process between the daemon and one try's command. It is what makes
-// a try's result durable: it lives in its own session, so a daemon killed with -9 does not take
-// it along, and it writes the command's exit code to the status file before it exits, whether
-// or not anyone is still listening. A restarted daemon adopts it through its pid file.
+// The task wrapper: a small process between a Slurm job and one try's command (local tries
+// have the supervisor instead, supervisor.h). It is what makes a try's result durable: it
+// lives in its own session, so a daemon killed with -9 does not take it along, and it writes
+// the command's exit code to the status file before it exits, whether or not anyone is still
+// listening. A restarted daemon adopts it through its pid file.
 //
 // The nightshift binary runs it when invoked as
 //   nightshift __task-wrapper --log PATH --status PATH --pid-file PATH [--progress-file PATH]
@@ -40,9 +41,8 @@
 
 namespace nightshift {
 
-// main() for `nightshift __task-wrapper ...`; argv as main() received it. `pid_file_written`:
-// the caller (the WrapperSpawner's child, which is this process) wrote the pid file already.
-int RunTaskWrapper(int argc, char** argv, bool pid_file_written = false);
+// main() for `nightshift __task-wrapper ...`; argv as main() received it.
+int RunTaskWrapper(int argc, char** argv);
 
 // Parses a line the task printed (without its newline): "::progress 5/10" -> 0.5,
 // "::progress 42%" -> 0.42, clamped to 0..1. nullopt when it is not a well-formed progress
