@@ -87,11 +87,7 @@ struct LocalExecutor::Running {
 LocalExecutor::LocalExecutor(boost::asio::io_context& io, LocalExecutorOptions options,
                              std::function<void()> on_event)
     : io_(io), options_(std::move(options)), base_env_(SortedEnvironment()), events_(io, std::move(on_event)) {
-  supervisor_ = SupervisorClient::TakePrestarted();
-  if (supervisor_) {
-    supervisor_events_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(supervisor_->events_fd()));
-    ReadEvents();
-  }
+  if (auto prestarted = SupervisorClient::TakePrestarted()) ListenTo(std::move(prestarted));
 }
 
 LocalExecutor::~LocalExecutor() {
@@ -115,10 +111,14 @@ Status LocalExecutor::EnsureSupervisor() {
   if (supervisor_) return Status::OK();
   auto started = SupervisorClient::Start();
   if (!started.ok()) return Status::IOError("cannot start the supervisor: " + started.status().message());
-  supervisor_ = std::move(*started);
+  ListenTo(std::move(*started));
+  return Status::OK();
+}
+
+void LocalExecutor::ListenTo(std::unique_ptr<SupervisorClient> supervisor) {
+  supervisor_ = std::move(supervisor);
   supervisor_events_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(supervisor_->events_fd()));
   ReadEvents();
-  return Status::OK();
 }
 
 Status LocalExecutor::Submit(const TaskSpec& spec) {
@@ -289,13 +289,7 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
     }
     const JournalTry& journal = found->second;
     if (journal.end) {
-      ExecutorEvent event;
-      event.kind = ExecutorEvent::Kind::kFinished;
-      event.key = task.key;
-      event.exit_code = journal.end->exit_code;
-      event.reason = journal.end->reason;
-      event.at = journal.end->at;
-      Emit(std::move(event));
+      FinishedAsJournaled(task.key, *journal.end);
       continue;
     }
     auto entry = std::make_shared<Running>(io_);
@@ -343,13 +337,7 @@ void LocalExecutor::ConcludeAdopted(const std::shared_ptr<Running>& entry, int a
     if (found != read->end() && found->second.end) {
       entry->done = true;
       running_.erase(entry->key);
-      ExecutorEvent event;
-      event.kind = ExecutorEvent::Kind::kFinished;
-      event.key = entry->key;
-      event.exit_code = found->second.end->exit_code;
-      event.reason = found->second.end->reason;
-      event.at = found->second.end->at;
-      Emit(std::move(event));
+      FinishedAsJournaled(entry->key, *found->second.end);
       return;
     }
   }
@@ -381,6 +369,16 @@ void LocalExecutor::StopAdopted(const std::shared_ptr<Running>& entry) {
     if (alive.expired() || ec || entry->done || !entry->pidfd.is_open()) return;
     if (!PidfdExited(entry->pidfd.native_handle())) ::kill(-entry->pid, SIGKILL);
   });
+}
+
+void LocalExecutor::FinishedAsJournaled(const TaskInstanceKey& key, const JournalEnd& end) {
+  ExecutorEvent event;
+  event.kind = ExecutorEvent::Kind::kFinished;
+  event.key = key;
+  event.exit_code = end.exit_code;
+  event.reason = end.reason;
+  event.at = end.at;  // when the supervisor saw it end, which may be long ago
+  Emit(std::move(event));
 }
 
 void LocalExecutor::Lost(const TaskInstanceKey& key, std::string reason) {

@@ -88,6 +88,8 @@ class LocalExecutor final : public Executor {
   struct Running;
 
   Status EnsureSupervisor();
+  // Makes `supervisor` ours and starts reading its events.
+  void ListenTo(std::unique_ptr<SupervisorClient> supervisor);
   void ReadEvents();
   void OnSupervisorEvent(const SupervisorEvent& event);
   void OnSupervisorGone();
@@ -97,6 +99,8 @@ class LocalExecutor final : public Executor {
   // An adopted try's process is gone: its end is in the journal, or soon will be.
   void ConcludeAdopted(const std::shared_ptr<Running>& entry, int attempt);
   void StopAdopted(const std::shared_ptr<Running>& entry);
+  // kFinished with the end the journal recorded.
+  void FinishedAsJournaled(const TaskInstanceKey& key, const JournalEnd& end);
   void Lost(const TaskInstanceKey& key, std::string reason);
   void Emit(ExecutorEvent event);
   TimePoint Now() const;

@@ -158,29 +158,6 @@ bool DecodeEvent(std::string_view frame, SupervisorEvent* e) {
 
 // --- the supervisor process ---
 
-int64_t MonotonicMs() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t UnixMs() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-// mkdir -p for the folder of `path`. 0 or an errno.
-int MakeParentFolders(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos || slash == 0) return 0;
-  const std::string folder = path.substr(0, slash);
-  if (::mkdir(folder.c_str(), 0755) == 0 || errno == EEXIST) return 0;
-  if (errno != ENOENT) return errno;
-  if (int e = MakeParentFolders(folder); e != 0) return e;
-  return ::mkdir(folder.c_str(), 0755) == 0 || errno == EEXIST ? 0 : errno;
-}
-
 // What the vforked child needs, prepared beforehand: between vfork and exec the child shares
 // our memory, so it allocates nothing and only makes system calls.
 struct ChildPlan {
@@ -263,6 +240,8 @@ struct Journal {
 // recorded on a full disk.
 constexpr int64_t kJournalReserve = 64 * 1024;
 constexpr int64_t kJournalReserveLow = 16 * 1024;
+// Journals kept open with no try running: a chain's next try reuses its run's descriptor.
+constexpr size_t kMaxIdleJournals = 16;
 // Output copied per try and round, so that one chatty task cannot starve the others.
 constexpr size_t kMaxReadPerRound = 1 << 20;
 
@@ -300,6 +279,8 @@ class Supervisor {
   void FlushEvents();
   Journal* OpenJournal(const std::string& path, std::string* error);
   void CloseJournal(Journal* journal, const std::string& path);
+  // A try is done with its journal: kept open for the run's next tries, unless many are open.
+  void ReleaseJournal(Journal* journal, const std::string& path);
   void NotStarted(uint64_t id, std::string reason);
   void CheckDeadlines();
 
@@ -395,7 +376,8 @@ void Supervisor::OnRequests() {
 Journal* Supervisor::OpenJournal(const std::string& path, std::string* error) {
   Journal& journal = journals_[path];
   if (journal.fd < 0) {
-    journal.fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    // Its folder is the run's, which the logs share (each log is created at its first output).
+    journal.fd = OpenForAppend(path);
     if (journal.fd < 0) {
       *error = "cannot open the tries journal " + path + ": " + std::strerror(errno);
       journals_.erase(path);
@@ -430,6 +412,10 @@ void Supervisor::CloseJournal(Journal* journal, const std::string& path) {
   journals_.erase(path);
 }
 
+void Supervisor::ReleaseJournal(Journal* journal, const std::string& path) {
+  if (--journal->users == 0 && journals_.size() > kMaxIdleJournals) CloseJournal(journal, path);
+}
+
 void Supervisor::NotStarted(uint64_t id, std::string reason) {
   SupervisorEvent event;
   event.kind = SupervisorEvent::Kind::kNotStarted;
@@ -444,18 +430,13 @@ void Supervisor::Start(SupervisedTry request) {
   if (!IsJournalSafe(request.log_path) || !IsJournalSafe(request.journal_path)) {
     return NotStarted(id, "a log path with a tab or newline cannot be recorded: " + request.log_path);
   }
-  // The journal's folder is the run's, where the logs go too; a log's own folder (if it has
-  // one) is made with the log, at the try's first output.
-  if (int e = journals_.count(request.journal_path) ? 0 : MakeParentFolders(request.journal_path); e != 0) {
-    return NotStarted(id, "cannot create the folder of " + request.journal_path + ": " + std::strerror(e));
-  }
   std::string error;
   Journal* journal = OpenJournal(request.journal_path, &error);
   if (!journal) return NotStarted(id, error);
   int fds[2] = {-1, -1};
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     const int e = errno;
-    if (--journal->users == 0 && journals_.size() > 16) CloseJournal(journal, request.journal_path);
+    ReleaseJournal(journal, request.journal_path);
     return NotStarted(id, std::string("pipe: ") + std::strerror(e));
   }
 
@@ -488,7 +469,7 @@ void Supervisor::Start(SupervisedTry request) {
   ::close(fds[1]);
   if (pid < 0) {
     ::close(fds[0]);
-    --journal->users;
+    ReleaseJournal(journal, request.journal_path);
     return NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
   }
 
@@ -602,9 +583,8 @@ void Supervisor::OnExit(uint64_t slot) {
   }
   TaskExit exit = DescribeExit(wait_status, usage, t.request.limits, t.stopping, t.killed);
   t.output->Conclude(exit);
-  const int64_t at = UnixMs();
-  const std::string record =
-      FormatJournalEnd(t.request.log_path, JournalEnd{exit.exit_code, exit.reason, TimePoint(std::chrono::milliseconds(at))});
+  const TimePoint at = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  const std::string record = FormatJournalEnd(t.request.log_path, JournalEnd{exit.exit_code, exit.reason, at});
   if (int e = WriteFully(t.journal->fd, record); e == 0) {
     t.journal->size += static_cast<int64_t>(record.size());
   } else {
@@ -616,13 +596,13 @@ void Supervisor::OnExit(uint64_t slot) {
   event.id = t.request.id;
   event.exit_code = exit.exit_code;
   event.reason = std::move(exit.reason);
-  event.at_unix_ms = at;
+  event.at_unix_ms = at.time_since_epoch().count();
   Send(event);
 
   for (int fd : {t.pipe, t.pidfd}) {
     if (fd >= 0) ::close(fd);  // closing takes it out of the epoll set
   }
-  if (--t.journal->users == 0 && journals_.size() > 16) CloseJournal(t.journal, t.request.journal_path);
+  ReleaseJournal(t.journal, t.request.journal_path);
   slot_of_.erase(t.request.id);
   tries_.erase(it);
 }

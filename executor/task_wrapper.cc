@@ -44,12 +44,6 @@ std::optional<double> ParseDouble(std::string_view text) {
   return value;
 }
 
-int64_t MonotonicMs() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 // Applies `limits` to the calling process (the command, just before exec). The error text, or
 // empty when all were applied.
 std::string ApplyProcessLimits(const TaskLimits& limits) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +40,25 @@ int WriteFully(int fd, std::string_view data) {
   return 0;
 }
 
+int OpenForAppend(const std::string& path) {
+  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC;
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) {
+    errno = ec.value();
+    return -1;
+  }
+  return ::open(path.c_str(), flags, 0644);
+}
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t CpuLimitSeconds(Duration cpu_time) {
   return (cpu_time.count() + 999) / 1000;  // a limit of 1.5s allows 2
 }
@@ -56,14 +76,7 @@ TryOutput::~TryOutput() {
 
 int TryOutput::OpenLog() {
   if (log_fd_ >= 0) return 0;
-  const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC;
-  log_fd_ = ::open(log_path_.c_str(), flags, 0644);
-  if (log_fd_ < 0 && errno == ENOENT) {
-    // Its folder went missing (or was never made): made now, as `mkdir -p` would.
-    std::error_code ec;
-    std::filesystem::create_directories(std::filesystem::path(log_path_).parent_path(), ec);
-    log_fd_ = ::open(log_path_.c_str(), flags, 0644);
-  }
+  log_fd_ = OpenForAppend(log_path_);
   if (log_fd_ < 0) return errno;
   owns_fd_ = true;
   const off_t size = ::lseek(log_fd_, 0, SEEK_END);

@@ -72,4 +72,11 @@ inline constexpr int64_t kCpuTimeKillAfterSeconds = 5;
 // 0, or the errno of the write that failed.
 int WriteFully(int fd, std::string_view data);
 
+// Opens `path` to append to it (created 0644 if missing, close-on-exec), making its folder
+// first if that is missing, as `mkdir -p` would. -1 with errno set (the mkdir's, if that failed).
+int OpenForAppend(const std::string& path);
+
+// CLOCK_MONOTONIC in milliseconds: the stop deadlines of both watchers.
+int64_t MonotonicMs();
+
 }  // namespace nightshift
