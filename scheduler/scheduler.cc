@@ -481,12 +481,19 @@ Status Scheduler::CreateScheduledRuns(TimePoint now) {
   return Status::OK();
 }
 
+std::map<std::string, int> Scheduler::RunningRunsByDag() const {
+  std::map<std::string, int> running;
+  for (const auto& [run_pk, active] : runs_) {
+    if (active.run.state == RunState::kRunning) ++running[active.run.dag_id];
+  }
+  return running;
+}
+
 void Scheduler::StartQueuedRuns(TimePoint now) {
   // Per DAG: how many runs are running, then promote the oldest queued ones up to the limit.
-  std::map<std::string, int> running;
+  std::map<std::string, int> running = RunningRunsByDag();
   std::vector<ActiveRun*> queued;
   for (auto& [run_pk, active] : runs_) {
-    if (active.run.state == RunState::kRunning) ++running[active.run.dag_id];
     if (active.run.state == RunState::kQueued) queued.push_back(&active);
   }
   std::sort(queued.begin(), queued.end(), [](const ActiveRun* a, const ActiveRun* b) {
@@ -1274,7 +1281,15 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
   // stops; nothing else needs a pass when a window changes.
   std::vector<std::string> parked = ready_.ParkedWindows();
   std::set<std::string> windows_in_use(parked.begin(), parked.end());
+  // A run that ended in this pass (after its queued successors were looked at) may have freed
+  // room under max_active_runs: the next pass, which starts them, is due now. Nothing else may
+  // come to wake it: their tasks have not started.
+  const std::map<std::string, int> running_runs = RunningRunsByDag();
   for (const auto& [run_pk, active] : runs_) {
+    if (active.run.state == RunState::kQueued) {
+      auto running = running_runs.find(active.run.dag_id);
+      if (running == running_runs.end() || running->second < active.dag.max_active_runs) consider(now);
+    }
     if (active.dag.dagrun_timeout && active.run.start_date) {
       consider(*active.run.start_date + *active.dag.dagrun_timeout);
     }

@@ -140,6 +140,8 @@ class Scheduler {
   Status CreateRun(const Dag& dag, DagRun run, const std::vector<std::string>& only_tasks,
                    DagRun* created);
   void StartQueuedRuns(TimePoint now);
+  // How many runs of each DAG are running (what max_active_runs limits).
+  std::map<std::string, int> RunningRunsByDag() const;
   void EvaluateRun(ActiveRun& active, TimePoint now);
   // Expands a `map: {from: UP}` task's placeholder over UP's output. Returns false when the
   // task ended instead (an empty list: skipped; a bad output: failed).

@@ -441,6 +441,30 @@ TEST_F(SchedulerTest, SchedulesCreateCatchupRunsAndRespectMaxActiveRuns) {
   EXPECT_EQ(executor_.submitted[0].env.at("NIGHTSHIFT_DS"), "2026-11-25");
 }
 
+TEST_F(SchedulerTest, ARunThatEndsMakesTheNextPassDueForItsQueuedSuccessor) {
+  Dag dag;
+  dag.dag_id = "one_at_a_time";
+  dag.max_active_runs = 1;
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto first = s.TriggerRun("one_at_a_time", "first", std::nullopt, "{}");
+  auto second = s.TriggerRun("one_at_a_time", "second", std::nullopt, "{}");
+  ASSERT_TRUE(first.ok() && second.ok());
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 1u);
+  CompleteSubmitted();
+  // The first run ends in this pass, after queued runs were looked at; no executor event will
+  // come for the second, so the pass itself must say the next one is due at once.
+  auto next = Pass();
+  EXPECT_EQ(RunStateOf(first->id), RunState::kSuccess);
+  EXPECT_EQ(RunStateOf(second->id), RunState::kQueued);
+  EXPECT_EQ(next, clock_.Now());
+  Pass();
+  EXPECT_EQ(RunStateOf(second->id), RunState::kRunning);
+  EXPECT_EQ(executor_.submitted.size(), 2u);
+}
+
 TEST_F(SchedulerTest, PausedDagsCreateNoRuns) {
   options_.create_scheduled_runs = true;
   Dag dag;
