@@ -45,19 +45,27 @@ struct TaskSpec {
   SlurmTaskOptions slurm;                    // the DAG's options with the task's over them
   // The config's `limits:` with the task's over them; the task wrapper applies them.
   TaskLimits limits;
+  // A standby (docs/adr/0006): not started now but in the slot of the try `after` the moment
+  // that one ends, by the executor itself; with `after_success` only if it succeeds (exit 0,
+  // not stopped, no output written). Otherwise it is declined (kDeclined). Only for an `after`
+  // for which TakesStandby() said yes in the same pass, submitted after that one.
+  std::optional<TaskInstanceKey> after;
+  bool after_success = false;
 };
 
 struct ExecutorEvent {
   // kWaiting: accepted but not running yet, and why (e.g. Slurm holds it PENDING).
-  enum class Kind { kStarted, kProgress, kWaiting, kFinished, kLost };
+  // kDeclined: a standby that did not start (see TaskSpec::after); it used nothing up.
+  enum class Kind { kStarted, kProgress, kWaiting, kFinished, kLost, kDeclined };
   Kind kind = Kind::kStarted;
   TaskInstanceKey key;
   std::optional<int64_t> pid;                // kStarted
   std::optional<std::string> external_id;    // kStarted, e.g. a Slurm job id
   std::optional<int> exit_code;              // kFinished: 0..255, or 128+signal
   std::optional<double> progress;            // kProgress: 0..1
-  std::string reason;                        // kLost, kWaiting, or why a kFinished try failed
+  std::string reason;                        // kLost, kWaiting, kDeclined, or why a kFinished try failed
   TimePoint at{};
+  bool handed_off = false;                   // kFinished: its standby started in its slot as it ended
 };
 
 // A try recorded as queued or running when the daemon stopped.
@@ -78,6 +86,11 @@ class Executor {
   virtual Status Submit(const TaskSpec& spec) = 0;             // never blocks
   virtual std::vector<ExecutorEvent> Drain() = 0;              // events since the last call
   virtual Status Cancel(const TaskInstanceKey& key) = 0;       // idempotent; changes no state itself
+  // Whether `standby` may wait in the slot of `holder` (see TaskSpec::after), a try that runs
+  // here or is submitted just before it. Only `key` and `executor` of the specs are read.
+  virtual bool TakesStandby(const TaskSpec& /*holder*/, const TaskSpec& /*standby*/) const { return false; }
+  // A standby that has not started is declined; anything else goes on. Idempotent.
+  virtual void Withdraw(const TaskInstanceKey& /*key*/) {}
   // Takes over tries that were running before a restart; returns those it follows.
   virtual std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) = 0;
 };

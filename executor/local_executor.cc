@@ -10,6 +10,8 @@
 #include <cstring>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "executor/task_protocol.h"
 
 extern char** environ;
@@ -82,12 +84,23 @@ struct LocalExecutor::Running {
   boost::asio::steady_timer timer;  // journal polls, or the SIGKILL after a stop
   bool stopping = false;
   bool done = false;  // final event queued; late handlers do nothing
+  bool standby = false;  // waits for the slot of another try (TaskSpec::after)
+  uint64_t standby_id = 0;  // the standby waiting in this try's slot
 };
 
 LocalExecutor::LocalExecutor(boost::asio::io_context& io, LocalExecutorOptions options,
                              std::function<void()> on_event)
     : io_(io), options_(std::move(options)), base_env_(SortedEnvironment()), events_(io, std::move(on_event)) {
   if (auto prestarted = SupervisorClient::TakePrestarted()) ListenTo(std::move(prestarted));
+  if (!options_.fence_path.empty()) {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch();
+    const std::string token = std::to_string(::getpid()) + "." + std::to_string(now.count());
+    if (Status s = ClaimStandbyFence(options_.fence_path, token); s.ok()) {
+      fence_token_ = token;
+    } else {
+      spdlog::warn("tries will not wait in each other's slots: {}", s.ToString());
+    }
+  }
 }
 
 LocalExecutor::~LocalExecutor() {
@@ -104,7 +117,23 @@ LocalExecutor::~LocalExecutor() {
 }
 
 size_t LocalExecutor::FreeSlots() const {
-  return running_.size() < options_.slots ? options_.slots - running_.size() : 0;
+  const size_t used = running_.size() - standbys_;
+  return used < options_.slots ? options_.slots - used : 0;
+}
+
+bool LocalExecutor::TakesStandby(const TaskSpec& holder, const TaskSpec& /*standby*/) const {
+  return !fence_token_.empty() && (!running_.count(holder.key) || HoldsSlot(holder.key));
+}
+
+bool LocalExecutor::HoldsSlot(const TaskInstanceKey& key) const {
+  auto it = running_.find(key);
+  return it != running_.end() && it->second->id != 0 && !it->second->done;
+}
+
+void LocalExecutor::Withdraw(const TaskInstanceKey& key) {
+  auto it = running_.find(key);
+  if (it == running_.end() || !it->second->standby || !supervisor_) return;
+  if (!supervisor_->Withdraw(it->second->id).ok()) OnSupervisorGone();
 }
 
 Status LocalExecutor::EnsureSupervisor() {
@@ -128,7 +157,14 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
     return Status::InvalidArgument(spec.key.ToString() + ": a log path with a tab or newline: " + spec.log_path);
   }
   if (running_.count(spec.key)) return Status::AlreadyExists(spec.key.ToString() + " is already running");
-  if (FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
+  std::shared_ptr<Running> after;
+  if (spec.after && !fence_token_.empty() && HoldsSlot(*spec.after)) after = running_.at(*spec.after);
+  if (spec.after && !after) {
+    // Its slot-holder ended meanwhile: the scheduler dispatches it the usual way instead.
+    Declined(spec.key, "the try whose slot it was to take has already ended");
+    return Status::OK();
+  }
+  if (!after && FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
   // The run's journal, as read the first time this executor met the run, knows every try an
   // earlier daemon started: none starts twice. (The tries started since are the scheduler's
   // to keep track of; each has a log path of its own.)
@@ -148,6 +184,13 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   request.env = TaskEnvironment(base_env_, spec);
   request.limits = spec.limits;
   request.kill_grace_ms = options_.kill_grace.count();
+  request.output_path = spec.output_path;
+  if (after) {
+    request.after = after->id;
+    request.after_success = spec.after_success;
+    request.fence_path = options_.fence_path;
+    request.fence_token = fence_token_;
+  }
   if (Status s = supervisor_->Send(request); !s.ok()) {
     OnSupervisorGone();
     return s;
@@ -155,6 +198,11 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   auto entry = std::make_shared<Running>(io_);
   entry->key = spec.key;
   entry->id = request.id;
+  entry->standby = after != nullptr;
+  if (entry->standby) {
+    ++standbys_;
+    after->standby_id = request.id;
+  }
   running_[spec.key] = entry;
   by_id_[request.id] = entry;
   return Status::OK();
@@ -183,6 +231,10 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
   ExecutorEvent out;
   out.key = entry->key;
   out.at = Now();
+  if (entry->standby && event.kind != SupervisorEvent::Kind::kProgress) {
+    entry->standby = false;  // started, or it never will
+    --standbys_;
+  }
   switch (event.kind) {
     case SupervisorEvent::Kind::kStarted:
       entry->pid = static_cast<pid_t>(event.pid);
@@ -197,10 +249,19 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
       out.kind = ExecutorEvent::Kind::kLost;
       out.reason = "could not start the command: " + event.reason;
       break;
+    case SupervisorEvent::Kind::kDeclined:
+      out.kind = ExecutorEvent::Kind::kDeclined;
+      out.reason = event.reason;
+      break;
     case SupervisorEvent::Kind::kExited:
       out.kind = ExecutorEvent::Kind::kFinished;
       out.exit_code = event.exit_code;
       out.reason = event.reason;
+      out.handed_off = event.handed_off;
+      if (auto next = by_id_.find(entry->standby_id); event.handed_off && next != by_id_.end() && next->second->standby) {
+        next->second->standby = false;  // started in this slot; its kStarted follows
+        --standbys_;
+      }
       out.at = TimePoint(std::chrono::milliseconds(event.at_unix_ms));
       break;
   }
@@ -208,10 +269,18 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
     events_.PushLater(std::move(out), kQuietEventDelay);
     return;
   }
-  entry->done = true;
-  by_id_.erase(it);
-  running_.erase(entry->key);
+  Forget(entry);
   Emit(std::move(out));
+}
+
+void LocalExecutor::Forget(const std::shared_ptr<Running>& entry) {
+  entry->done = true;
+  if (entry->standby) {
+    entry->standby = false;
+    --standbys_;
+  }
+  if (entry->id != 0) by_id_.erase(entry->id);
+  running_.erase(entry->key);
 }
 
 void LocalExecutor::OnSupervisorGone() {
@@ -222,14 +291,18 @@ void LocalExecutor::OnSupervisorGone() {
   supervisor_events_.reset();
   supervisor_.reset();
   // Killed by hand or out of memory: its tries may run on, but nobody records their ends.
-  for (auto& [id, entry] : by_id_) {
-    entry->done = true;
-    running_.erase(entry->key);
+  for (auto& [id, entry] : std::exchange(by_id_, {})) {
+    const bool standby = entry->standby;
+    entry->id = 0;
+    Forget(entry);
+    if (standby) {
+      Declined(entry->key, "the supervisor (pid " + std::to_string(pid) + ") died before it started");
+      continue;
+    }
     Lost(entry->key, "the supervisor (pid " + std::to_string(pid) +
                          ") died; the try's outcome is unknown" +
                          (entry->pid > 0 ? " (its command was pid " + std::to_string(entry->pid) + ")" : ""));
   }
-  by_id_.clear();
 }
 
 std::vector<ExecutorEvent> LocalExecutor::Drain() { return events_.Drain(); }
@@ -388,6 +461,15 @@ void LocalExecutor::Lost(const TaskInstanceKey& key, std::string reason) {
   lost.reason = std::move(reason);
   lost.at = Now();
   Emit(std::move(lost));
+}
+
+void LocalExecutor::Declined(const TaskInstanceKey& key, std::string reason) {
+  ExecutorEvent declined;
+  declined.kind = ExecutorEvent::Kind::kDeclined;
+  declined.key = key;
+  declined.reason = std::move(reason);
+  declined.at = Now();
+  Emit(std::move(declined));
 }
 
 void LocalExecutor::Emit(ExecutorEvent event) { events_.Push(std::move(event)); }

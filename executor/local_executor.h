@@ -45,6 +45,9 @@ struct LocalExecutorOptions {
   std::chrono::milliseconds kill_grace{10000};
   // Stamps events. Default (nullptr): the system clock.
   const Clock* clock = nullptr;
+  // Where this executor claims its standbys (SupervisedTry::fence_path), at construction,
+  // before it adopts anything; one file per state folder. Empty: it takes no standbys.
+  std::string fence_path;
 };
 
 class LocalExecutor final : public Executor {
@@ -74,6 +77,15 @@ class LocalExecutor final : public Executor {
   // usual, normally with 143 or 137. OK for unknown keys, repeatable.
   Status Cancel(const TaskInstanceKey& key) override;
 
+  // Yes when our supervisor has the holder (started here, not adopted; itself maybe a standby),
+  // or it is not here yet (submitted just before). A standby's
+  // Submit does not take a slot: it takes the holder's when that one ends; if the holder has
+  // ended already, it is declined.
+  bool TakesStandby(const TaskSpec& holder, const TaskSpec& standby) const override;
+  void Withdraw(const TaskInstanceKey& key) override;
+  // Whether our supervisor has this try, running or waiting for a slot.
+  bool HoldsSlot(const TaskInstanceKey& key) const;
+
   // After a restart, for each try the store says is queued or running, from its journal:
   //  - an end is recorded: kFinished with it at once;
   //  - a start is recorded and that process (pid and start time) still runs: followed to its
@@ -102,6 +114,9 @@ class LocalExecutor final : public Executor {
   // kFinished with the end the journal recorded.
   void FinishedAsJournaled(const TaskInstanceKey& key, const JournalEnd& end);
   void Lost(const TaskInstanceKey& key, std::string reason);
+  void Declined(const TaskInstanceKey& key, std::string reason);
+  // The entry is done: no more events for it.
+  void Forget(const std::shared_ptr<Running>& entry);
   void Emit(ExecutorEvent event);
   TimePoint Now() const;
 
@@ -116,6 +131,8 @@ class LocalExecutor final : public Executor {
   std::map<TaskInstanceKey, std::shared_ptr<Running>> running_;
   std::map<uint64_t, std::shared_ptr<Running>> by_id_;  // tries this executor's supervisor runs
   std::map<std::string, std::map<std::string, JournalTry>> journals_;
+  std::string fence_token_;  // empty: no standbys
+  size_t standbys_ = 0;      // entries of running_ that wait for a slot
   ExecutorEventQueue events_;
   // Handlers hold a weak copy: once it expires, the executor is gone and they touch nothing.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -34,7 +34,8 @@ std::vector<ExecutorEvent> RoutingExecutor::Drain() {
   std::vector<ExecutorEvent> out;
   for (const auto& [name, executor] : executors_) {
     for (ExecutorEvent& event : executor->Drain()) {
-      if (event.kind == ExecutorEvent::Kind::kFinished || event.kind == ExecutorEvent::Kind::kLost) {
+      if (event.kind == ExecutorEvent::Kind::kFinished || event.kind == ExecutorEvent::Kind::kLost ||
+          event.kind == ExecutorEvent::Kind::kDeclined) {
         owner_.erase(event.key);
       }
       out.push_back(std::move(event));
@@ -51,6 +52,17 @@ Status RoutingExecutor::Cancel(const TaskInstanceKey& key) {
     if (Status s = executor->Cancel(key); !s.ok()) result = s;
   }
   return result;
+}
+
+bool RoutingExecutor::TakesStandby(const TaskSpec& holder, const TaskSpec& standby) const {
+  Executor* executor = Find(standby.executor);
+  if (!executor || Find(holder.executor) != executor) return false;
+  auto owner = owner_.find(holder.key);
+  return (owner == owner_.end() || owner->second == executor) && executor->TakesStandby(holder, standby);
+}
+
+void RoutingExecutor::Withdraw(const TaskInstanceKey& key) {
+  if (auto it = owner_.find(key); it != owner_.end()) it->second->Withdraw(key);
 }
 
 std::vector<TaskInstanceKey> RoutingExecutor::Adopt(std::span<const RunningTask> tasks) {

@@ -25,6 +25,9 @@ class RoutingExecutor final : public Executor {
   Status Submit(const TaskSpec& spec) override;
   std::vector<ExecutorEvent> Drain() override;
   Status Cancel(const TaskInstanceKey& key) override;
+  // Only within one executor: `after` must run where `standby` would.
+  bool TakesStandby(const TaskSpec& holder, const TaskSpec& standby) const override;
+  void Withdraw(const TaskInstanceKey& key) override;
   // By RunningTask::executor; a try without a recorded job id that nevertheless has a Slurm job
   // id file next to its log (the daemon died while the job was pending) goes to Slurm too.
   std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) override;

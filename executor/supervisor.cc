@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -30,7 +31,7 @@ namespace {
 
 // --- the wire: frames of u32 length + payload; integers in host order (same binary) ---
 
-enum class Request : uint8_t { kStart = 1, kStop };
+enum class Request : uint8_t { kStart = 1, kStop, kWithdraw };
 
 class Writer {
  public:
@@ -120,7 +121,8 @@ std::string EncodeStart(const SupervisedTry& t) {
   std::optional<int64_t> nice;
   if (t.limits.nice) nice = *t.limits.nice;
   PutLimit(w, nice);
-  w.Put(t.kill_grace_ms);
+  w.Put(t.kill_grace_ms).Put(t.output_path).Put(t.after).Put<uint8_t>(t.after_success);
+  w.Put(t.fence_path).Put(t.fence_token);
   return w.Frame();
 }
 
@@ -139,6 +141,12 @@ bool DecodeStart(Reader& r, SupervisedTry* t) {
       !GetLimit(r, &t->limits.open_files) || !GetLimit(r, &nice) || !r.Get(&t->kill_grace_ms)) {
     return false;
   }
+  uint8_t after_success = 0;
+  if (!r.Get(&t->output_path) || !r.Get(&t->after) || !r.Get(&after_success) || !r.Get(&t->fence_path) ||
+      !r.Get(&t->fence_token)) {
+    return false;
+  }
+  t->after_success = after_success != 0;
   if (cpu_ms) t->limits.cpu_time = Duration(*cpu_ms);
   if (nice) t->limits.nice = static_cast<int>(*nice);
   return true;
@@ -147,13 +155,17 @@ bool DecodeStart(Reader& r, SupervisedTry* t) {
 std::string EncodeEvent(const SupervisorEvent& e) {
   Writer w;
   w.Put(e.kind).Put(e.id).Put(e.pid).Put(e.exit_code).Put(e.progress).Put(e.reason).Put(e.at_unix_ms);
+  w.Put<uint8_t>(e.handed_off);
   return w.Frame();
 }
 
 bool DecodeEvent(std::string_view frame, SupervisorEvent* e) {
   Reader r(frame);
-  return r.Get(&e->kind) && r.Get(&e->id) && r.Get(&e->pid) && r.Get(&e->exit_code) && r.Get(&e->progress) &&
-         r.Get(&e->reason) && r.Get(&e->at_unix_ms);
+  uint8_t handed_off = 0;
+  const bool ok = r.Get(&e->kind) && r.Get(&e->id) && r.Get(&e->pid) && r.Get(&e->exit_code) &&
+                  r.Get(&e->progress) && r.Get(&e->reason) && r.Get(&e->at_unix_ms) && r.Get(&handed_off);
+  e->handed_off = handed_off != 0;
+  return ok;
 }
 
 // --- the supervisor process ---
@@ -268,7 +280,19 @@ class Supervisor {
 
  private:
   void OnRequests();
-  void Start(SupervisedTry request);
+  // Starts a try now. A standby's kStarted goes to `*started` instead of out (the caller sends
+  // it after the end of the try it replaces); false when it did not start.
+  bool Start(SupervisedTry request, SupervisorEvent* started = nullptr);
+  // Keeps a standby until the try it waits on ends.
+  void AddStandby(SupervisedTry request);
+  // Starts the standby waiting on the try that just ended, or declines it; true if it started.
+  bool HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent* started);
+  // Declines the standby with this id, if there is one; false otherwise.
+  bool DeclineStandby(uint64_t id, const std::string& reason);
+  // Whether the daemon that sent `request` is still the newest (its token is in the fence
+  // file); call with the fence file locked. The descriptor is kept.
+  int FenceFd(const std::string& path);
+  bool FenceHeld(int fd, const std::string& token);
   void StopTry(uint64_t id);
   void OnPipe(uint64_t slot);
   // Copies up to `limit` bytes of the try's output into its log; closes the pipe at its end.
@@ -282,6 +306,7 @@ class Supervisor {
   // A try is done with its journal: kept open for the run's next tries, unless many are open.
   void ReleaseJournal(Journal* journal, const std::string& path);
   void NotStarted(uint64_t id, std::string reason);
+  void Declined(uint64_t id, std::string reason);
   void CheckDeadlines();
 
   int requests_;
@@ -297,6 +322,9 @@ class Supervisor {
   std::map<uint64_t, Try> tries_;      // by slot
   std::map<uint64_t, uint64_t> slot_of_;  // request id -> slot
   std::map<std::string, Journal> journals_;
+  std::map<uint64_t, SupervisedTry> standbys_;   // by the id of the try they wait on
+  std::map<uint64_t, uint64_t> standby_after_;   // standby id -> the id it waits on
+  std::map<std::string, int> fence_fds_;
 };
 
 void Supervisor::Run() {
@@ -358,17 +386,30 @@ void Supervisor::OnRequests() {
   }
   // Requests that arrived with the daemon's end are not acted on: it cannot hear of them, and
   // its successor starts those tries itself ("never started").
-  if (daemon_gone_) in_.clear();
+  if (daemon_gone_) {
+    in_.clear();
+    // Nor are standbys started: the next daemon decides about them from the journal.
+    standbys_.clear();
+    standby_after_.clear();
+  }
   ForEachFrame(in_, [this](std::string_view frame) {
     Reader r(frame);
     Request kind{};
     if (!r.Get(&kind)) return;
     if (kind == Request::kStart) {
       SupervisedTry request;
-      if (DecodeStart(r, &request)) Start(std::move(request));
+      if (!DecodeStart(r, &request)) return;
+      if (request.after != 0) {
+        AddStandby(std::move(request));
+      } else {
+        Start(std::move(request));
+      }
     } else if (kind == Request::kStop) {
       uint64_t id = 0;
-      if (r.Get(&id)) StopTry(id);
+      if (r.Get(&id) && !DeclineStandby(id, "stopped before it started")) StopTry(id);
+    } else if (kind == Request::kWithdraw) {
+      uint64_t id = 0;
+      if (r.Get(&id)) DeclineStandby(id, "withdrawn before it started");
     }
   });
 }
@@ -424,20 +465,123 @@ void Supervisor::NotStarted(uint64_t id, std::string reason) {
   Send(event);
 }
 
-void Supervisor::Start(SupervisedTry request) {
+void Supervisor::Declined(uint64_t id, std::string reason) {
+  SupervisorEvent event;
+  event.kind = SupervisorEvent::Kind::kDeclined;
+  event.id = id;
+  event.reason = std::move(reason);
+  Send(event);
+}
+
+void Supervisor::AddStandby(SupervisedTry request) {
   const uint64_t id = request.id;
-  if (slot_of_.count(id)) return NotStarted(id, "the supervisor already runs a try with this id");
+  const uint64_t after = request.after;
+  if (slot_of_.count(id) || standby_after_.count(id)) {
+    return NotStarted(id, "the supervisor already has a try with this id");
+  }
+  // It waits on a running try, or on a standby that will run in that try's slot.
+  if ((!slot_of_.count(after) && !standby_after_.count(after)) || standbys_.count(after)) {
+    return Declined(id, "the try whose slot it was to take has already ended");
+  }
+  standby_after_[id] = after;
+  standbys_.emplace(after, std::move(request));
+}
+
+bool Supervisor::DeclineStandby(uint64_t id, const std::string& reason) {
+  auto it = standby_after_.find(id);
+  if (it == standby_after_.end()) return false;
+  standbys_.erase(it->second);
+  standby_after_.erase(it);
+  Declined(id, reason);
+  // What waited on it will not get a slot from it either.
+  if (auto next = standbys_.find(id); next != standbys_.end()) {
+    DeclineStandby(next->second.id, "the standby it waited on did not start");
+  }
+  return true;
+}
+
+bool Supervisor::HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent* started) {
+  auto it = standbys_.find(ended.request.id);
+  if (it == standbys_.end()) return false;
+  const uint64_t next_id = it->second.id;
+  if (it->second.after_success) {
+    // What the daemon would call a success, judged the same way: exit 0, no stop asked for.
+    // An output file is the daemon's to read (it may be bad JSON, or feed a mapping), so its
+    // downstream waits for the daemon then.
+    std::string why;
+    if (exit.exit_code != 0 || ended.stopping) {
+      why = "the try it waited on did not succeed";
+    } else if (!ended.request.output_path.empty() && ::access(ended.request.output_path.c_str(), F_OK) == 0) {
+      why = "the try it waited on wrote an output, which the scheduler reads first";
+    }
+    if (!why.empty()) {
+      DeclineStandby(next_id, why);
+      return false;
+    }
+  }
+  SupervisedTry next = std::move(it->second);
+  standbys_.erase(it);
+  standby_after_.erase(next_id);
+  if (Start(std::move(next), started)) return true;
+  // Start said why; what waited on it cannot start in its slot either.
+  if (auto waiting = standbys_.find(next_id); waiting != standbys_.end()) {
+    DeclineStandby(waiting->second.id, "the standby it waited on did not start");
+  }
+  return false;
+}
+
+int Supervisor::FenceFd(const std::string& path) {
+  auto it = fence_fds_.find(path);
+  if (it != fence_fds_.end()) return it->second;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) fence_fds_[path] = fd;
+  return fd;
+}
+
+bool Supervisor::FenceHeld(int fd, const std::string& token) {
+  char buf[256];
+  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  return n >= 0 && std::string_view(buf, static_cast<size_t>(n)) == token;
+}
+
+bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
+  const uint64_t id = request.id;
+  const bool standby = request.after != 0;
+  if (slot_of_.count(id)) {
+    NotStarted(id, "the supervisor already runs a try with this id");
+    return false;
+  }
   if (!IsJournalSafe(request.log_path) || !IsJournalSafe(request.journal_path)) {
-    return NotStarted(id, "a log path with a tab or newline cannot be recorded: " + request.log_path);
+    NotStarted(id, "a log path with a tab or newline cannot be recorded: " + request.log_path);
+    return false;
   }
   std::string error;
   Journal* journal = OpenJournal(request.journal_path, &error);
-  if (!journal) return NotStarted(id, error);
+  if (!journal) {
+    NotStarted(id, error);
+    return false;
+  }
   int fds[2] = {-1, -1};
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     const int e = errno;
     ReleaseJournal(journal, request.journal_path);
-    return NotStarted(id, std::string("pipe: ") + std::strerror(e));
+    NotStarted(id, std::string("pipe: ") + std::strerror(e));
+    return false;
+  }
+  // A standby starts under the fence's lock, which is held until its start is in the journal:
+  // a daemon that claims the fence (and then reads the journals) either comes first, and the
+  // standby is declined, or comes after and finds the start recorded.
+  int fence = -1;
+  if (standby) {
+    fence = FenceFd(request.fence_path);
+    if (fence < 0 || ::flock(fence, LOCK_EX) != 0 || !FenceHeld(fence, request.fence_token)) {
+      if (fence >= 0) ::flock(fence, LOCK_UN);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ReleaseJournal(journal, request.journal_path);
+      Declined(id, "a newer daemon has taken over");
+      return false;
+    }
   }
 
   std::vector<char*> envp;
@@ -468,9 +612,11 @@ void Supervisor::Start(SupervisedTry request) {
   const int spawn_errno = errno;
   ::close(fds[1]);
   if (pid < 0) {
+    if (fence >= 0) ::flock(fence, LOCK_UN);
     ::close(fds[0]);
     ReleaseJournal(journal, request.journal_path);
-    return NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
+    NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
+    return false;
   }
 
   const uint64_t slot = next_slot_++;
@@ -488,6 +634,7 @@ void Supervisor::Start(SupervisedTry request) {
   if (auto stat = ReadProcStat(pid)) start.start_time = stat->start_time;
   const std::string record = FormatJournalStart(t.request.log_path, start);
   if (WriteFully(journal->fd, record) == 0) journal->size += static_cast<int64_t>(record.size());
+  if (fence >= 0) ::flock(fence, LOCK_UN);
 
   ::fcntl(t.pipe, F_SETFL, O_NONBLOCK);
   epoll_event ev{};
@@ -507,8 +654,13 @@ void Supervisor::Start(SupervisedTry request) {
   started.kind = SupervisorEvent::Kind::kStarted;
   started.id = id;
   started.pid = pid;
-  Send(started);
+  if (started_out) {
+    *started_out = started;
+  } else {
+    Send(started);
+  }
   if (t.pidfd < 0) OnExit(slot);
+  return true;
 }
 
 void Supervisor::StopTry(uint64_t id) {
@@ -591,13 +743,17 @@ void Supervisor::OnExit(uint64_t slot) {
     t.output->Note(std::string("cannot record the try's end in the journal: ") + std::strerror(e));
   }
 
+  // The standby goes first, before anything else is sent: this is what it is for.
+  SupervisorEvent next_started;
   SupervisorEvent event;
   event.kind = SupervisorEvent::Kind::kExited;
   event.id = t.request.id;
   event.exit_code = exit.exit_code;
+  event.handed_off = HandOff(t, exit, &next_started);
   event.reason = std::move(exit.reason);
   event.at_unix_ms = at.time_since_epoch().count();
   Send(event);
+  if (event.handed_off) Send(next_started);
 
   for (int fd : {t.pipe, t.pidfd}) {
     if (fd >= 0) ::close(fd);  // closing takes it out of the epoll set
@@ -725,6 +881,25 @@ Status SupervisorClient::Stop(uint64_t id) {
   Writer w;
   w.Put(Request::kStop).Put(id);
   return Write(w.Frame());
+}
+
+Status SupervisorClient::Withdraw(uint64_t id) {
+  Writer w;
+  w.Put(Request::kWithdraw).Put(id);
+  return Write(w.Frame());
+}
+
+Status ClaimStandbyFence(const std::string& path, const std::string& token) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+  Status result = Status::OK();
+  // Under the lock supervisors take before starting a standby (see Supervisor::Start).
+  if (::flock(fd, LOCK_EX) != 0 || ::ftruncate(fd, 0) != 0 || ::pwrite(fd, token.data(), token.size(), 0) !=
+                                                                    static_cast<ssize_t>(token.size())) {
+    result = Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  ::close(fd);  // also releases the lock
+  return result;
 }
 
 void SupervisorClient::Feed(std::string_view bytes, std::vector<SupervisorEvent>* out) {

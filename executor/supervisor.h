@@ -49,10 +49,29 @@ struct SupervisedTry {
   std::vector<std::string> env;  // NAME=VALUE, the whole environment
   TaskLimits limits;
   int64_t kill_grace_ms = 10000;
+  std::string output_path;  // NIGHTSHIFT_OUTPUT, looked at when a standby waits on this try
+  // A standby (after != 0): not started now but the moment the try with id `after` ends, in
+  // its slot, without a round trip through the daemon. With `after_success` only if that try
+  // exited 0, was not asked to stop and wrote no output (which the daemon must read first).
+  // Otherwise, or when `after` has already ended, it is declined (kDeclined) and used nothing.
+  uint64_t after = 0;
+  bool after_success = false;
+  // Standbys start only while the daemon that sent them is the newest: a restarted daemon
+  // writes its own token into `fence_path` before it adopts anything (StandbyFence), and the
+  // supervisor compares the file with `fence_token` under a lock right before each standby
+  // starts. So an old supervisor cannot start one behind the back of the daemon that took over.
+  std::string fence_path;
+  std::string fence_token;
 };
 
+// Claims the standbys of `path` for `token` (see SupervisedTry::fence_path): every supervisor
+// of an earlier daemon declines its standbys from now on. Creates the file.
+Status ClaimStandbyFence(const std::string& path, const std::string& token);
+
 struct SupervisorEvent {
-  enum class Kind : uint8_t { kStarted = 1, kNotStarted, kProgress, kExited };
+  // kDeclined: a standby that did not start (its try failed, ended early, was stopped, or a
+  // newer daemon took over); kNotStarted: a try that could not be started (a system error).
+  enum class Kind : uint8_t { kStarted = 1, kNotStarted, kProgress, kExited, kDeclined };
   Kind kind = Kind::kStarted;
   uint64_t id = 0;
   int64_t pid = 0;        // kStarted
@@ -60,6 +79,7 @@ struct SupervisorEvent {
   double progress = 0;    // kProgress
   std::string reason;     // kNotStarted: why; kExited: why it failed, or empty
   int64_t at_unix_ms = 0; // kExited: when the supervisor saw it end
+  bool handed_off = false; // kExited: its standby started in its slot as it ended
 };
 
 class SupervisorClient {
@@ -84,6 +104,8 @@ class SupervisorClient {
   // IOError when the supervisor is gone.
   Status Send(const SupervisedTry& request);
   Status Stop(uint64_t id);
+  // A standby not started yet is declined; a started try goes on.
+  Status Withdraw(uint64_t id);
 
   // Appends the whole events in `bytes` (which may end mid-event) to `out`.
   void Feed(std::string_view bytes, std::vector<SupervisorEvent>* out);

@@ -344,6 +344,7 @@ class SqliteStore final : public Store {
 
   Status InsertTry(TaskTry* task_try) override;
   Status UpdateTry(const TaskTry& task_try) override;
+  Status DeleteTry(int64_t id) override;
   Result<std::vector<TaskTry>> ListTries(int64_t ti_pk) override;
   Result<std::vector<TaskTry>> ListActiveTries() override;
   Result<std::optional<CachedResult>> LatestCachedResult(const std::string& dag_id, const std::string& task_id,
@@ -1239,6 +1240,14 @@ Status SqliteStore::UpdateTry(const TaskTry& task_try) {
   BindTryFields(*s, task_try);
   s->Bind(12, task_try.id);
   return UpdateOne(*s, "task try", task_try.id);
+}
+
+Status SqliteStore::DeleteTry(int64_t id) {
+  std::lock_guard lock(mu_);
+  Result<Statement> s = Prepare("DELETE FROM task_tries WHERE id = ?");
+  if (!s.ok()) return s.status();
+  if (Status st = s->BindAll(id).Run(); !st.ok()) return st;
+  return sqlite3_changes64(db_) > 0 ? Status::OK() : Status::NotFound("task try " + std::to_string(id));
 }
 
 Result<std::vector<TaskTry>> SqliteStore::ListTries(int64_t ti_pk) {

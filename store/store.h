@@ -83,6 +83,9 @@ class Store {
   // ---- tries ----
   virtual Status InsertTry(TaskTry* task_try) = 0;  // fills task_try->id
   virtual Status UpdateTry(const TaskTry& task_try) = 0;  // by id
+  // Undoes the insert of a try that never started (a declined standby): its number is used
+  // again by the next try. NotFound for an unknown id.
+  virtual Status DeleteTry(int64_t id) = 0;
   virtual Result<std::vector<TaskTry>> ListTries(int64_t ti_pk) = 0;  // by try_number
   // Tries in state queued or running (for adoption after a restart).
   virtual Result<std::vector<TaskTry>> ListActiveTries() = 0;
