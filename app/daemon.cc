@@ -127,6 +127,7 @@ int ServeDaemon(const Config& initial_config) {
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(config.parallelism) + 16;  // callbacks need room too
   executor_options.kill_grace = config.kill_grace;
+  executor_options.fence_path = config.state_dir + "/standby.fence";
   LocalExecutor local_executor(io, executor_options, [&] { if (wake) wake(); });
   // Always there, idle until a try asks for it: DAG files may switch to Slurm without a restart.
   SlurmExecutorOptions slurm_options;

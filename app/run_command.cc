@@ -140,6 +140,7 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(parallelism) + 4;  // callbacks need room too
   executor_options.kill_grace = config.kill_grace;
+  executor_options.fence_path = options.state_dir + "/standby.fence";
   LocalExecutor local_executor(io, executor_options, [&] { if (wake) wake(); });
   std::map<std::string, Executor*> executors{{"local", &local_executor}};
   // Slurm only when this DAG or the config asks for it: a plain run starts no extra threads.

@@ -56,6 +56,9 @@ struct ActiveRun {
   std::set<std::string> leaves;                     // tasks nothing depends on
   StateCounts counts;                               // every instance of the run
   std::set<size_t> dirty;                           // instances to write this pass
+  // Instances whose queued try is a standby waiting for another try's slot: not counted
+  // against parallelism, max_active_tasks or pools until that slot is handed over.
+  std::set<size_t> slotless;
   bool run_dirty = false;
   // Items of `map: {from: ...}` tasks once expanded, as NIGHTSHIFT_MAP_ITEM sees them.
   std::map<std::string, std::vector<std::string>> map_items;

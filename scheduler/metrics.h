@@ -30,6 +30,11 @@ struct SchedulerMetrics {
   uint64_t tries_finished = 0;  // ended in any way
   uint64_t tries_failed = 0;    // of those, failed (including lost and stopped)
   uint64_t passes = 0;
+  // Standbys (docs/adr/0006) by what became of them: started in their holder's slot, or
+  // declined and dispatched the usual way.
+  uint64_t standbys_queued = 0;
+  uint64_t standbys_handed_off = 0;
+  uint64_t standbys_declined = 0;
   Histogram pass_duration;      // seconds per scheduler pass
   Histogram dispatch_latency;   // seconds from a task instance becoming ready to its process starting
   std::map<std::string, int> pool_used;  // queued + running tries per pool, after the last pass

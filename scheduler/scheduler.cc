@@ -87,6 +87,7 @@ Status Scheduler::LoadRun(const DagRun& run) {
 Status Scheduler::Recover() {
   runs_.clear();
   active_tries_.clear();
+  tries_to_delete_.clear();  // a refused pass rolled their deletion back: they are tries again
   ready_.Clear();
   fresh_ready_.clear();
   running_total_ = 0;
@@ -211,6 +212,11 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
 }
 
 Status Scheduler::Persist() {
+  // Before the inserts: an undone try's number is taken again by the instance's next try.
+  for (int64_t id : tries_to_delete_) {
+    if (Status s = store_.DeleteTry(id); !s.ok() && !s.IsNotFound()) return s;
+  }
+  tries_to_delete_.clear();
   for (auto& [run_pk, active] : runs_) {
     if (active.run_dirty) {
       if (Status s = store_.UpdateRun(active.run); !s.ok()) return s;
@@ -288,15 +294,19 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       return;
     }
     case ExecutorEvent::Kind::kFinished:
-      FinishTry(at, event.exit_code.value_or(-1), event.reason, now);
+      FinishTry(at, event.exit_code.value_or(-1), event.reason, now, event.handed_off);
+      return;
+    case ExecutorEvent::Kind::kDeclined:
+      // A standby that did not start: it waits again like any instance, and uses up nothing.
+      ++metrics_.standbys_declined;
+      Undo(event.key, event.reason, now);
       return;
     case ExecutorEvent::Kind::kLost:
-      if (event.reason == "never started" && run_it != runs_.end()) {
+      if (event.reason == "never started") {
         // The daemon died between committing "queued" and starting the process: nothing ran,
-        // so the same try starts now (it uses up nothing). While shutting down it stays
-        // queued for the next start to pick up.
-        ActiveRun& active = run_it->second;
-        if (dispatching_) to_submit_.push_back(MakeSpec(active, active.tis[at.ti_index], at.task_try.log_path));
+        // so the instance waits again and is dispatched like any other (its upstream may not
+        // even be done, for a standby), with the same try number.
+        Undo(event.key, event.reason, now);
         return;
       }
       FinishTry(at, -1, event.reason.empty() ? "task process lost" : event.reason, now);
@@ -304,10 +314,37 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
   }
 }
 
-void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now) {
+void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, TimePoint now) {
+  auto it = active_tries_.find(key);
+  if (it == active_tries_.end()) return;
+  ActiveTry& at = it->second;
+  auto run_it = runs_.find(at.run_pk);
+  TaskInstance* ti = run_it == runs_.end() ? nullptr : &run_it->second.tis[at.ti_index];
+  if (!ti || ti->state != TaskState::kQueued || ti->try_number != at.task_try.try_number) {
+    // Decided meanwhile (the run ended, a user cleared or marked it): the try stays on record.
+    FinishTry(at, -1, at.cancel_reason.value_or("not started: " + reason), now);
+    return;
+  }
+  ActiveRun& active = run_it->second;
+  HandOver(at);
+  if (at.task_try.id != 0) tries_to_delete_.push_back(at.task_try.id);
+  ti->try_number -= 1;
+  ti->queued_at.reset();
+  ti->waiting_reason.reset();
+  ti->pid.reset();
+  SetState(active, at.ti_index, TaskState::kScheduled);  // evaluated again this pass
+  active_tries_.erase(it);
+}
+
+void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now,
+                          bool handed_off) {
+  if (handed_off) ++metrics_.standbys_handed_off;
+  HandOver(at);
   // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
-  // for a timeout has failed whatever it returned.
-  bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill);
+  // for a timeout has failed whatever it returned. Unless its downstream standby started: the
+  // executor saw it succeed before any stop reached it, and what started on that stands.
+  const bool success_started_standby = handed_off && at.standby_needs_success && exit_code == 0;
+  bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill || success_started_standby);
   std::optional<std::string> output;
   std::string output_error;
   if (success) {
@@ -515,7 +552,8 @@ void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
   if (from == state) return;
   const bool was_active = from == TaskState::kQueued || from == TaskState::kRunning;
   const bool is_active = state == TaskState::kQueued || state == TaskState::kRunning;
-  if (was_active != is_active) {
+  // A standby leaving without a slot of its own gives none back.
+  if (was_active != is_active && !(was_active && active.slotless.erase(index))) {
     const int delta = is_active ? 1 : -1;
     running_total_ += delta;
     running_by_dag_[active.run.dag_id] += delta;
@@ -732,7 +770,8 @@ void Scheduler::FailRun(ActiveRun& active, const std::string& reason, TimePoint 
   for (size_t i = 0; i < active.tis.size(); ++i) {
     TaskInstance& ti = active.tis[i];
     if (IsFinished(ti.state)) continue;
-    const bool started = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
+    // A standby still waiting for its slot never started.
+    const bool started = (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) && !active.slotless.count(i);
     ti.end_date = now;
     ti.waiting_reason = reason;
     SetState(active, i, started ? TaskState::kFailed : TaskState::kSkipped);
@@ -1055,6 +1094,7 @@ void Scheduler::Dispatch(TimePoint now) {
     }
   }
   fresh_ready_.clear();
+  AssignStandbys(now);
 }
 
 void Scheduler::Start(ActiveRun& active, size_t index, const Task& task, TimePoint now) {

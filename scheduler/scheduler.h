@@ -98,8 +98,8 @@ class Scheduler {
   // A reloaded config's limits and windows apply from the next pass.
   void set_options(SchedulerOptions options) { options_ = std::move(options); }
 
-  // Stops starting tries (SIGTERM); running ones go on and are still followed.
-  void StopDispatching() { dispatching_ = false; }
+  // Stops starting tries (SIGTERM), standbys included; running ones go on and are still followed.
+  void StopDispatching();
   // Tries queued or running, as the scheduler counts them.
   size_t ActiveTries() const { return active_tries_.size(); }
   std::optional<TimePoint> latest_heartbeat() const { return heartbeat_; }
@@ -115,6 +115,11 @@ class Scheduler {
     bool dirty = false;
     std::optional<std::string> cancel_reason;  // why we asked the executor to stop it
     bool window_kill = false;                  // the stop does not use up a retry
+    // The standby waiting in this try's slot (docs/adr/0006), and whether it starts only on
+    // this try's success (it is a downstream task) or in any case (it is next in the queue).
+    std::optional<TaskInstanceKey> standby;
+    bool standby_needs_success = false;
+    int standby_depth = 0;  // 0: holds a slot; 1: waits on a holder; 2: waits on a standby
   };
 
   Status LoadRun(const DagRun& run);
@@ -135,7 +140,30 @@ class Scheduler {
   // Where an instance stands in the ready queue's order.
   static ReadyEntry EntryFor(const ActiveRun& active, size_t index);
   void HandleEvent(const ExecutorEvent& event, TimePoint now);
-  void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now);
+  // `handed_off`: the executor started the try's standby as it ended, which it does only on a
+  // success when the standby needs one, so that success stands even if a stop was on its way.
+  void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now,
+                 bool handed_off = false);
+  // A try that never started is undone: its instance waits again and the try number is used
+  // again (a declined standby; a try the daemon queued just before it died). An instance that
+  // was decided meanwhile (a user, the run's end) keeps its state; the try is recorded failed.
+  void Undo(const TaskInstanceKey& key, const std::string& reason, TimePoint now);
+
+  // Standbys (scheduler/standbys.cc, docs/adr/0006): a try the executor starts in the slot of
+  // another the moment that one ends, so a slot does not sit idle for a scheduler round trip.
+  void AssignStandbys(TimePoint now);
+  // The instance that may wait in the slot of `holder`, if any: a downstream task whose last
+  // unfinished upstream is the holder, else the head of the ready queue.
+  struct StandbyPick {
+    int64_t run_pk = 0;
+    size_t index = 0;
+    bool needs_success = false;
+  };
+  std::optional<StandbyPick> StandbyFor(const ActiveTry& holder, const TaskInstanceKey& holder_key);
+  // The holder's try ended: its standby, if still waiting, holds the slot now.
+  void HandOver(ActiveTry& holder);
+  // Whether an instance may be a standby at all (plain task, no window, no cache).
+  bool MayStandBy(const ActiveRun& active, size_t index, const Task& task) const;
   Status CreateScheduledRuns(TimePoint now);
   Status CreateRun(const Dag& dag, DagRun run, const std::vector<std::string>& only_tasks,
                    DagRun* created);
@@ -182,6 +210,7 @@ class Scheduler {
   std::vector<TaskSpec> to_submit_;    // queued this pass; submitted after the commit
   std::vector<ExecutorEvent> submit_failures_;  // tries the executor refused; handled next pass
   std::vector<int64_t> finished_runs_;  // unloaded after the commit
+  std::vector<int64_t> tries_to_delete_;  // undone tries, deleted by the next Persist
   ReadyQueue ready_;
   std::vector<std::pair<int64_t, size_t>> fresh_ready_;  // became ready this pass
   // Tries queued or running, kept as states change: what parallelism, max_active_tasks and
