@@ -326,7 +326,11 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
     return;
   }
   ActiveRun& active = run_it->second;
-  HandOver(at);
+  // Its holder no longer has a standby (the key may soon name another try of the instance).
+  // What waited on it was declined with it, and holds no slot either.
+  for (auto& [holder_key, holder] : active_tries_) {
+    if (holder.standby == key) holder.standby.reset();
+  }
   if (at.task_try.id != 0) tries_to_delete_.push_back(at.task_try.id);
   ti->try_number -= 1;
   ti->queued_at.reset();
