@@ -289,9 +289,8 @@ class Supervisor {
   bool HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent* started);
   // Declines the standby with this id, if there is one; false otherwise.
   bool DeclineStandby(uint64_t id, const std::string& reason);
-  // Whether the daemon that sent `request` is still the newest (its token is in the fence
-  // file); call with the fence file locked. The descriptor is kept.
-  int FenceFd(const std::string& path);
+  // Whether the daemon that sent a standby is still the newest (its token is in the fence
+  // file); call with the fence file locked.
   bool FenceHeld(int fd, const std::string& token);
   void StopTry(uint64_t id);
   void OnPipe(uint64_t slot);
@@ -324,7 +323,6 @@ class Supervisor {
   std::map<std::string, Journal> journals_;
   std::map<uint64_t, SupervisedTry> standbys_;   // by the id of the try they wait on
   std::map<uint64_t, uint64_t> standby_after_;   // standby id -> the id it waits on
-  std::map<std::string, int> fence_fds_;
 };
 
 void Supervisor::Run() {
@@ -480,9 +478,10 @@ void Supervisor::AddStandby(SupervisedTry request) {
     return NotStarted(id, "the supervisor already has a try with this id");
   }
   // It waits on a running try, or on a standby that will run in that try's slot.
-  if ((!slot_of_.count(after) && !standby_after_.count(after)) || standbys_.count(after)) {
+  if (!slot_of_.count(after) && !standby_after_.count(after)) {
     return Declined(id, "the try whose slot it was to take has already ended");
   }
+  if (standbys_.count(after)) return Declined(id, "the try whose slot it was to take has a standby already");
   standby_after_[id] = after;
   standbys_.emplace(after, std::move(request));
 }
@@ -530,14 +529,6 @@ bool Supervisor::HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent
   return false;
 }
 
-int Supervisor::FenceFd(const std::string& path) {
-  auto it = fence_fds_.find(path);
-  if (it != fence_fds_.end()) return it->second;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) fence_fds_[path] = fd;
-  return fd;
-}
-
 bool Supervisor::FenceHeld(int fd, const std::string& token) {
   char buf[256];
   const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
@@ -571,11 +562,12 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   // A standby starts under the fence's lock, which is held until its start is in the journal:
   // a daemon that claims the fence (and then reads the journals) either comes first, and the
   // standby is declined, or comes after and finds the start recorded.
+  // Opened each time, not kept: a fence file replaced by a newer daemon must be the one read.
   int fence = -1;
   if (standby) {
-    fence = FenceFd(request.fence_path);
+    fence = ::open(request.fence_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fence < 0 || ::flock(fence, LOCK_EX) != 0 || !FenceHeld(fence, request.fence_token)) {
-      if (fence >= 0) ::flock(fence, LOCK_UN);
+      if (fence >= 0) ::close(fence);  // also releases the lock
       ::close(fds[0]);
       ::close(fds[1]);
       ReleaseJournal(journal, request.journal_path);
@@ -612,7 +604,7 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   const int spawn_errno = errno;
   ::close(fds[1]);
   if (pid < 0) {
-    if (fence >= 0) ::flock(fence, LOCK_UN);
+    if (fence >= 0) ::close(fence);
     ::close(fds[0]);
     ReleaseJournal(journal, request.journal_path);
     NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
@@ -634,7 +626,7 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   if (auto stat = ReadProcStat(pid)) start.start_time = stat->start_time;
   const std::string record = FormatJournalStart(t.request.log_path, start);
   if (WriteFully(journal->fd, record) == 0) journal->size += static_cast<int64_t>(record.size());
-  if (fence >= 0) ::flock(fence, LOCK_UN);
+  if (fence >= 0) ::close(fence);  // the start is journaled: a newer daemon may claim the fence now
 
   ::fcntl(t.pipe, F_SETFL, O_NONBLOCK);
   epoll_event ev{};
