@@ -168,12 +168,14 @@ class LocalExecutorTest : public ::testing::Test {
   void BecomeSubreaper() { ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
 
   // A "daemon": an io_context and an executor on it.
-  void StartDaemon(size_t slots = 4) {
+  // With a `fence_path`, it takes standbys (TaskSpec::after).
+  void StartDaemon(size_t slots = 4, const std::string& fence_path = "") {
     io_ = std::make_unique<boost::asio::io_context>();
     guard_.emplace(io_->get_executor());
     LocalExecutorOptions options;
     options.slots = slots;
     options.kill_grace = 300ms;
+    options.fence_path = fence_path;
     executor_ = std::make_unique<LocalExecutor>(*io_, options, [this] { ++notifications_; });
   }
 
@@ -190,7 +192,10 @@ class LocalExecutorTest : public ::testing::Test {
   // gone, and are reaped here, so that none holds ctest's output pipe.
   void KillLeftovers() {
     SupervisorClient::TakePrestarted().reset();  // one a failed test did not take
-    for (pid_t group : kill_groups_) ::kill(-group, SIGKILL);
+    // Never 0 (or less): kill(0, ...) would hit our own process group, and that of ctest.
+    for (pid_t group : kill_groups_) {
+      if (group > 0) ::kill(-group, SIGKILL);
+    }
     for (pid_t supervisor : LiveChildren(::getpid(), "ns-supervisor")) {
       for (pid_t child : LiveChildren(supervisor)) ::kill(-child, SIGKILL);
     }
@@ -279,12 +284,69 @@ class LocalExecutorTest : public ::testing::Test {
     ::close(fd);
   }
 
-  std::string MakeGate() {
-    const std::string gate = dir_ + "/gate";
+  std::string MakeGate(const std::string& name = "gate") {
+    const std::string gate = dir_ + "/" + name;
     EXPECT_EQ(::mkfifo(gate.c_str(), 0600), 0);
     return gate;
   }
 
+  // --- standbys ---
+
+  std::string Fence() const { return dir_ + "/standby.fence"; }
+  // A file that exists once the task `task_id` ran (see Touch()).
+  std::string Marker(const std::string& task_id) const { return dir_ + "/ran-" + task_id; }
+  std::string Touch(const std::string& task_id) const { return "touch '" + Marker(task_id) + "'"; }
+
+  TaskSpec Standby(const std::string& task_id, const std::string& command, const TaskSpec& holder,
+                   bool after_success) {
+    TaskSpec spec = Spec(task_id, command);
+    spec.after = holder.key;
+    spec.after_success = after_success;
+    return spec;
+  }
+
+  // The event, which must have arrived; a default one (and a failure) if it has not.
+  ExecutorEvent Get(Kind kind, const TaskInstanceKey& key) const {
+    const ExecutorEvent* e = Find(kind, key);
+    if (!e) ADD_FAILURE() << "no event of kind " << static_cast<int>(kind) << " for " << key.ToString();
+    return e ? *e : ExecutorEvent{};
+  }
+
+  // Waits for the try's start; its process group is killed in TearDown, whatever happened.
+  ExecutorEvent WaitForStartAndTrack(const TaskInstanceKey& key) {
+    ExecutorEvent started = WaitFor(Kind::kStarted, key);
+    if (started.pid && *started.pid > 0) kill_groups_.push_back(static_cast<pid_t>(*started.pid));
+    return started;
+  }
+
+  long IndexOf(Kind kind, const TaskInstanceKey& key) const {
+    auto it = std::find_if(events_.begin(), events_.end(),
+                           [&](const ExecutorEvent& e) { return e.kind == kind && e.key == key; });
+    return it == events_.end() ? -1 : static_cast<long>(it - events_.begin());
+  }
+
+  // Returns once the supervisor has acted on every request sent before (it handles them in
+  // order): a standby sent behind `waiting` (a standby with none behind it yet) and withdrawn
+  // comes back declined. Without this, a holder let go right after its standby was submitted
+  // could end before the supervisor read the standby, which it would then rightly decline.
+  void Sync(const TaskSpec& waiting) {
+    TaskSpec sync = Standby("sync" + std::to_string(next_sync_++), "true", waiting, false);
+    ASSERT_TRUE(executor_->Submit(sync).ok());
+    executor_->Withdraw(sync.key);
+    const std::string reason = WaitFor(Kind::kDeclined, sync.key).reason;
+    // Declined by the supervisor, not by the executor on its own (which would prove nothing).
+    ASSERT_TRUE(Contains(reason, "withdrawn")) << reason;
+  }
+
+  // The standby never ran: no start, no end, nothing in the journal, no marker.
+  void ExpectNeverRan(const TaskSpec& spec) {
+    EXPECT_EQ(Find(Kind::kStarted, spec.key), nullptr) << spec.key.ToString();
+    EXPECT_EQ(Find(Kind::kFinished, spec.key), nullptr) << spec.key.ToString();
+    EXPECT_FALSE(JournalEntry(journal_, spec.log_path).start) << spec.key.ToString();
+    EXPECT_FALSE(fs::exists(Marker(spec.key.task_id))) << spec.key.ToString();
+  }
+
+  int next_sync_ = 1;
   std::string dir_;
   std::string journal_;
   std::unique_ptr<boost::asio::io_context> io_;
@@ -865,6 +927,232 @@ TEST_F(LocalExecutorTest, UsesThePrestartedSupervisor) {
   EXPECT_EQ(WaitForEnd(spec.key).exit_code, 0);
   EXPECT_EQ(JournalEntry(journal_, spec.log_path).start->supervisor_pid, prestarted[0]);
   EXPECT_FALSE(SupervisorClient::TakePrestarted());  // taken, once
+}
+
+// --- standbys: a try that waits in the slot of a running one (its holder) ---
+
+TEST_F(LocalExecutorTest, AStandbyTakesItsHoldersSlotAsItEnds) {
+  StopDaemon();
+  StartDaemon(/*slots=*/1, Fence());
+  const std::string gate = MakeGate();
+  TaskSpec holder = Spec("holder", "read line < '" + gate + "'");
+  TaskSpec standby = Standby("standby", Touch("standby"), holder, /*after_success=*/true);
+  EXPECT_TRUE(executor_->TakesStandby(holder, standby));  // submitted just before it
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  EXPECT_EQ(executor_->FreeSlots(), 0u);
+  EXPECT_TRUE(executor_->TakesStandby(holder, standby));  // runs here
+  EXPECT_TRUE(executor_->HoldsSlot(holder.key));
+  // No free slot, yet the standby is taken: it needs none of its own.
+  ASSERT_TRUE(executor_->Submit(standby).ok());
+  EXPECT_TRUE(executor_->HoldsSlot(standby.key));
+  EXPECT_EQ(executor_->Submit(Spec("other", "true")).code(), Status::Code::kBusy);
+  WaitForStartAndTrack(holder.key);
+  ASSERT_NO_FATAL_FAILURE(Sync(standby));
+  EXPECT_EQ(executor_->FreeSlots(), 0u);
+  EXPECT_EQ(Find(Kind::kStarted, standby.key), nullptr);  // waits for the holder's end
+  EXPECT_FALSE(fs::exists(Marker("standby")));
+
+  OpenGate(gate);
+  const ExecutorEvent end = WaitForEnd(standby.key);
+  EXPECT_EQ(end.kind, Kind::kFinished) << end.reason;
+  EXPECT_EQ(end.exit_code, 0);
+  EXPECT_FALSE(end.handed_off);
+  const ExecutorEvent holder_end = Get(Kind::kFinished, holder.key);
+  EXPECT_EQ(holder_end.exit_code, 0);
+  EXPECT_TRUE(holder_end.handed_off);
+  EXPECT_EQ(Find(Kind::kDeclined, standby.key), nullptr);
+  EXPECT_LT(IndexOf(Kind::kFinished, holder.key), IndexOf(Kind::kStarted, standby.key));
+  EXPECT_LT(IndexOf(Kind::kStarted, standby.key), IndexOf(Kind::kFinished, standby.key));
+  EXPECT_TRUE(fs::exists(Marker("standby")));
+  const JournalTry recorded = JournalEntry(journal_, standby.log_path);
+  ASSERT_TRUE(recorded.start && recorded.end);
+  EXPECT_EQ(Get(Kind::kStarted, standby.key).pid, std::optional<int64_t>(recorded.start->pid));
+  EXPECT_TRUE(JournalEntry(journal_, holder.log_path).end);
+  // Both gone: the slot is free again, and it counts once.
+  EXPECT_EQ(executor_->FreeSlots(), 1u);
+  EXPECT_FALSE(executor_->HoldsSlot(holder.key));
+  EXPECT_FALSE(executor_->HoldsSlot(standby.key));
+  TaskSpec next = Spec("next", "exit 2");
+  ASSERT_TRUE(executor_->Submit(next).ok());
+  EXPECT_EQ(WaitForEnd(next.key).exit_code, 2);
+}
+
+TEST_F(LocalExecutorTest, StandbysInAChainRunInTurnInOneSlot) {
+  StopDaemon();
+  StartDaemon(/*slots=*/2, Fence());
+  const std::string gate = MakeGate();
+  const std::string order = dir_ + "/order";
+  TaskSpec holder = Spec("holder", "read line < '" + gate + "'; exit 1");
+  TaskSpec first = Standby("first", "echo first >> '" + order + "'", holder, /*after_success=*/false);
+  TaskSpec second = Standby("second", "echo second >> '" + order + "'", first, /*after_success=*/true);
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  EXPECT_EQ(executor_->FreeSlots(), 1u);
+  ASSERT_TRUE(executor_->Submit(first).ok());
+  EXPECT_TRUE(executor_->TakesStandby(first, second));  // a waiting standby holds a slot too
+  ASSERT_TRUE(executor_->Submit(second).ok());
+  EXPECT_EQ(executor_->FreeSlots(), 1u);  // standbys take no slot
+  WaitForStartAndTrack(holder.key);
+  ASSERT_NO_FATAL_FAILURE(Sync(second));
+
+  OpenGate(gate);
+  EXPECT_EQ(WaitForEnd(second.key).exit_code, 0);
+  EXPECT_EQ(Get(Kind::kFinished, holder.key).exit_code, 1);
+  EXPECT_TRUE(Get(Kind::kFinished, holder.key).handed_off);  // first does not ask for success
+  EXPECT_TRUE(Get(Kind::kFinished, first.key).handed_off);
+  EXPECT_LT(IndexOf(Kind::kFinished, holder.key), IndexOf(Kind::kStarted, first.key));
+  EXPECT_LT(IndexOf(Kind::kFinished, first.key), IndexOf(Kind::kStarted, second.key));
+  EXPECT_EQ(ReadFile(order), "first\nsecond\n");
+  EXPECT_EQ(executor_->FreeSlots(), 2u);
+}
+
+TEST_F(LocalExecutorTest, AStandbyForATryThatIsNotHereIsDeclined) {
+  StopDaemon();
+  StartDaemon(/*slots=*/4, Fence());
+  TaskSpec nobody = Spec("nobody", "true");
+  TaskSpec standby = Standby("standby", Touch("standby"), nobody, /*after_success=*/false);
+  const int notified = notifications_;
+  ASSERT_TRUE(executor_->Submit(standby).ok());
+  EXPECT_EQ(notifications_, notified);  // announced later, never from inside Submit
+  EXPECT_FALSE(executor_->HoldsSlot(standby.key));
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+  const std::string reason = WaitFor(Kind::kDeclined, standby.key).reason;
+  EXPECT_TRUE(Contains(reason, "already ended")) << reason;
+  io_->poll();
+  EXPECT_GT(notifications_, notified);
+
+  // Nor for one that ran here and finished.
+  TaskSpec done = Spec("done", "true");
+  ASSERT_TRUE(executor_->Submit(done).ok());
+  WaitForEnd(done.key);
+  TaskSpec late = Standby("late", Touch("late"), done, /*after_success=*/false);
+  ASSERT_TRUE(executor_->Submit(late).ok());
+  WaitFor(Kind::kDeclined, late.key);
+  ExpectNeverRan(standby);
+  ExpectNeverRan(late);
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+
+  // A declined standby left nothing behind: the scheduler submits it the usual way.
+  TaskSpec again = Spec("standby", Touch("standby"));
+  ASSERT_TRUE(executor_->Submit(again).ok());
+  EXPECT_EQ(WaitForEnd(again.key).exit_code, 0);
+  EXPECT_TRUE(fs::exists(Marker("standby")));
+}
+
+TEST_F(LocalExecutorTest, WithoutAFencePathItTakesNoStandbys) {
+  const std::string gate = MakeGate();
+  TaskSpec holder = Spec("holder", "read line < '" + gate + "'");
+  TaskSpec standby = Standby("standby", Touch("standby"), holder, /*after_success=*/false);
+  EXPECT_FALSE(executor_->TakesStandby(holder, standby));
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  EXPECT_FALSE(executor_->TakesStandby(holder, standby));
+  // Submitted anyway: declined, and the holder goes on.
+  ASSERT_TRUE(executor_->Submit(standby).ok());
+  WaitFor(Kind::kDeclined, standby.key);
+  EXPECT_EQ(executor_->FreeSlots(), 3u);
+  WaitForStartAndTrack(holder.key);
+  OpenGate(gate);
+  const ExecutorEvent end = WaitForEnd(holder.key);
+  EXPECT_EQ(end.exit_code, 0);
+  EXPECT_FALSE(end.handed_off);
+  ExpectNeverRan(standby);
+}
+
+TEST_F(LocalExecutorTest, CancelOrWithdrawDeclinesAWaitingStandby) {
+  StopDaemon();
+  StartDaemon(/*slots=*/2, Fence());
+  const std::string gate = MakeGate();
+  TaskSpec holder = Spec("holder", "read line < '" + gate + "'");
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  TaskSpec cancelled = Standby("cancelled", Touch("cancelled"), holder, /*after_success=*/false);
+  ASSERT_TRUE(executor_->Submit(cancelled).ok());
+  ASSERT_TRUE(executor_->Cancel(cancelled.key).ok());
+  std::string reason = WaitFor(Kind::kDeclined, cancelled.key).reason;
+  EXPECT_TRUE(Contains(reason, "stopped before it started")) << reason;
+  EXPECT_FALSE(executor_->HoldsSlot(cancelled.key));
+
+  TaskSpec withdrawn = Standby("withdrawn", Touch("withdrawn"), holder, /*after_success=*/false);
+  ASSERT_TRUE(executor_->Submit(withdrawn).ok());
+  executor_->Withdraw(withdrawn.key);
+  reason = WaitFor(Kind::kDeclined, withdrawn.key).reason;
+  EXPECT_TRUE(Contains(reason, "withdrawn")) << reason;
+
+  // The holder is not a standby: Withdraw leaves it alone (Cancel would not).
+  executor_->Withdraw(holder.key);
+  EXPECT_EQ(executor_->FreeSlots(), 1u);
+  const std::string gate2 = MakeGate("gate2");
+  TaskSpec kept = Standby("kept", "read line < '" + gate2 + "'; " + Touch("kept"), holder, /*after_success=*/true);
+  ASSERT_TRUE(executor_->Submit(kept).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync(kept));
+  EXPECT_EQ(Find(Kind::kFinished, holder.key), nullptr);
+  OpenGate(gate);
+  WaitForStartAndTrack(kept.key);
+  EXPECT_TRUE(Get(Kind::kFinished, holder.key).handed_off);
+  // Started: Withdraw does not stop it either.
+  executor_->Withdraw(kept.key);
+  OpenGate(gate2);
+  const ExecutorEvent end = WaitForEnd(kept.key);
+  EXPECT_EQ(end.exit_code, 0) << end.reason;
+  EXPECT_TRUE(fs::exists(Marker("kept")));
+  ExpectNeverRan(cancelled);
+  ExpectNeverRan(withdrawn);
+  EXPECT_EQ(executor_->FreeSlots(), 2u);
+}
+
+TEST_F(LocalExecutorTest, ARestartedExecutorMakesTheOldOnesStandbysBeDeclined) {
+  StopDaemon();
+  StartDaemon(/*slots=*/4, Fence());
+  const std::string gate = MakeGate();
+  TaskSpec holder = Spec("holder", "read line < '" + gate + "'");
+  // Would start however the holder ends: only the fence can decline it.
+  TaskSpec standby = Standby("standby", Touch("standby"), holder, /*after_success=*/false);
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  ASSERT_TRUE(executor_->Submit(standby).ok());
+  WaitForStartAndTrack(holder.key);
+  ASSERT_NO_FATAL_FAILURE(Sync(standby));
+
+  // A newer daemon on the same state folder claims the fence (the old one is still alive).
+  LocalExecutorOptions options;
+  options.fence_path = Fence();
+  auto newer = std::make_unique<LocalExecutor>(*io_, options, [] {});
+  EXPECT_TRUE(newer->TakesStandby(holder, standby));
+
+  OpenGate(gate);
+  const std::string reason = WaitFor(Kind::kDeclined, standby.key).reason;
+  EXPECT_TRUE(Contains(reason, "newer daemon")) << reason;
+  const ExecutorEvent end = WaitForEnd(holder.key);
+  EXPECT_EQ(end.exit_code, 0);
+  EXPECT_FALSE(end.handed_off);
+  // Whatever the supervisor sent after the holder's end (a wrong start) comes before this.
+  TaskSpec later = Spec("later", "true");
+  ASSERT_TRUE(executor_->Submit(later).ok());
+  EXPECT_EQ(WaitForEnd(later.key).exit_code, 0);
+  ExpectNeverRan(standby);
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+  newer.reset();
+}
+
+TEST_F(LocalExecutorTest, AWaitingStandbyIsDeclinedWhenItsSupervisorDies) {
+  StopDaemon();
+  StartDaemon(/*slots=*/4, Fence());
+  TaskSpec holder = Spec("holder", "exec sleep 1000");
+  TaskSpec standby = Standby("standby", Touch("standby"), holder, /*after_success=*/false);
+  ASSERT_TRUE(executor_->Submit(holder).ok());
+  ASSERT_TRUE(executor_->Submit(standby).ok());
+  const ExecutorEvent started = WaitForStartAndTrack(holder.key);
+  ASSERT_TRUE(started.pid);
+  auto info = ReadProcInfo(static_cast<pid_t>(*started.pid));
+  ASSERT_TRUE(info);
+  auto supervisor = ReadProcInfo(info->ppid);  // the command's parent
+  ASSERT_TRUE(supervisor);
+  ASSERT_EQ(supervisor->comm, "ns-supervisor");
+
+  ASSERT_EQ(::kill(info->ppid, SIGKILL), 0);
+  const std::string reason = WaitFor(Kind::kDeclined, standby.key).reason;
+  EXPECT_TRUE(Contains(reason, "died before it started")) << reason;
+  EXPECT_EQ(WaitForEnd(holder.key).kind, Kind::kLost);
+  EXPECT_EQ(executor_->FreeSlots(), 4u);
+  EXPECT_FALSE(executor_->HoldsSlot(standby.key));
+  ExpectNeverRan(standby);
 }
 
 }  // namespace

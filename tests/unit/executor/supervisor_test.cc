@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "executor/task_protocol.h"
@@ -67,7 +68,10 @@ class SupervisorTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (pid_t group : kill_groups_) ::kill(-group, SIGKILL);
+    // Never 0 (or less): kill(0, ...) would hit our own process group, and that of ctest.
+    for (pid_t group : kill_groups_) {
+      if (group > 0) ::kill(-group, SIGKILL);
+    }
     client_.reset();
     // With its daemon and its tries gone, the supervisor exits on its own.
     if (pid_ > 0) {
@@ -126,6 +130,13 @@ class SupervisorTest : public ::testing::Test {
     return nullptr;
   }
 
+  // The event, which must have arrived; a default one (and a failure) if it has not.
+  SupervisorEvent Get(Kind kind, uint64_t id) const {
+    const SupervisorEvent* e = Find(kind, id);
+    if (!e) ADD_FAILURE() << "no event of kind " << static_cast<int>(kind) << " for try " << id;
+    return e ? *e : SupervisorEvent{};
+  }
+
   SupervisorEvent WaitFor(Kind kind, uint64_t id) {
     const bool found = ReadUntil([&] { return Find(kind, id) != nullptr; });
     EXPECT_TRUE(found) << "no event of kind " << static_cast<int>(kind) << " for try " << id;
@@ -144,6 +155,24 @@ class SupervisorTest : public ::testing::Test {
     if (!read.ok() || !read->count(log_path)) return {};
     return read->at(log_path);
   }
+
+  // The index in events_ of the first event of this kind for this try; -1 if none.
+  long IndexOf(Kind kind, uint64_t id) const {
+    auto it = std::find_if(events_.begin(), events_.end(),
+                           [&](const SupervisorEvent& e) { return e.kind == kind && e.id == id; });
+    return it == events_.end() ? -1 : static_cast<long>(it - events_.begin());
+  }
+
+  // A FIFO a try blocks on (`read line < GATE`) until OpenGate().
+  std::string MakeGate(const std::string& name) {
+    const std::string gate = dir_ + "/" + name;
+    EXPECT_EQ(::mkfifo(gate.c_str(), 0600), 0);
+    return gate;
+  }
+
+  // A file that exists once the try with this id ran (see Touch()).
+  std::string Marker(uint64_t id) const { return dir_ + "/ran" + std::to_string(id); }
+  std::string Touch(uint64_t id) const { return "touch '" + Marker(id) + "'"; }
 
   std::string dir_;
   std::string journal_;
@@ -268,6 +297,380 @@ TEST_F(SupervisorTest, SendFailsOnceTheSupervisorIsGone) {
   // And the events socket reports the end.
   char c;
   EXPECT_EQ(::read(client_->events_fd(), &c, 1), 0);
+}
+
+// --- standbys: a try that waits in the slot of a running one (its holder) ---
+
+class SupervisorStandbyTest : public SupervisorTest {
+ protected:
+  static constexpr const char* kToken = "daemon-1";
+
+  void SetUp() override {
+    SupervisorTest::SetUp();
+    if (HasFatalFailure()) return;
+    fence_ = dir_ + "/standby.fence";
+    // As a daemon does before it sends any standby.
+    ASSERT_TRUE(ClaimStandbyFence(fence_, kToken).ok());
+  }
+
+  SupervisedTry Standby(uint64_t id, uint64_t after, const std::string& command, bool after_success) {
+    SupervisedTry t = Try(id, command);
+    t.after = after;
+    t.after_success = after_success;
+    t.fence_path = fence_;
+    t.fence_token = kToken;
+    return t;
+  }
+
+  // Its process group is killed in TearDown, whatever happened.
+  void Track(const SupervisorEvent& started) {
+    if (started.pid > 0) kill_groups_.push_back(static_cast<pid_t>(started.pid));
+  }
+
+  // Sends a try that blocks on `gate` until OpenGate(gate), then runs `then`; waits for its start.
+  void SendHolder(uint64_t id, const std::string& gate, const std::string& then = "exit 0") {
+    ASSERT_TRUE(client_->Send(Try(id, "read line < '" + gate + "'; " + then)).ok());
+    Track(WaitFor(Kind::kStarted, id));
+  }
+
+  // Returns once the supervisor has acted on every request sent before: they are read and
+  // handled in order, and a standby for a try it never heard of is declined at once. (Without
+  // this, a holder let go right after its standby was sent could end before the supervisor
+  // read the standby, which it would then rightly decline.)
+  void Sync() {
+    const uint64_t id = next_sync_id_++;
+    ASSERT_TRUE(client_->Send(Standby(id, kNeverSent, "true", false)).ok());
+    WaitFor(Kind::kDeclined, id);
+  }
+
+  // The standby `id` was declined and did not run: no start event, no start in the journal,
+  // no marker. Call once the supervisor has sent whatever it was going to send for it.
+  void ExpectNeverRan(uint64_t id) {
+    EXPECT_EQ(Find(Kind::kStarted, id), nullptr) << "standby " << id << " started";
+    EXPECT_EQ(Find(Kind::kExited, id), nullptr) << "standby " << id << " ran";
+    EXPECT_FALSE(Recorded(Try(id, "").log_path).start) << "standby " << id << " was journaled";
+    EXPECT_FALSE(fs::exists(Marker(id))) << "standby " << id << " ran";
+  }
+
+  // The holder `holder`, let go through `gate`, ends and its standby `standby` is declined;
+  // returns the holder's kExited and the reason of the decline.
+  std::pair<SupervisorEvent, std::string> ExpectDeclinedWhenHolderEnds(uint64_t holder, uint64_t standby,
+                                                                       const std::string& gate) {
+    OpenGate(gate);
+    const SupervisorEvent exited = WaitFor(Kind::kExited, holder);
+    const std::string reason = WaitFor(Kind::kDeclined, standby).reason;
+    EXPECT_FALSE(exited.handed_off);
+    Sync();  // a (wrong) start of the standby would have come right after the holder's end
+    ExpectNeverRan(standby);
+    return {exited, reason};
+  }
+
+  static constexpr uint64_t kNeverSent = 999999;
+  std::string fence_;
+  uint64_t next_sync_id_ = 10000;
+};
+
+TEST_F(SupervisorStandbyTest, AStandbyStartsInItsHoldersSlotAsItEnds) {
+  const std::string gate = MakeGate("gate");
+  SupervisedTry holder_try = Try(1, "read line < '" + gate + "'");
+  holder_try.output_path = dir_ + "/output.json";  // named but not written: no reason to wait
+  ASSERT_TRUE(client_->Send(holder_try).ok());
+  Track(WaitFor(Kind::kStarted, 1));
+  SupervisedTry standby = Standby(2, 1, Touch(2) + "; exit 4", /*after_success=*/true);
+  ASSERT_TRUE(client_->Send(standby).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  // Not started now: it waits for the holder's end.
+  EXPECT_EQ(Find(Kind::kStarted, 2), nullptr);
+  EXPECT_FALSE(fs::exists(Marker(2)));
+  EXPECT_FALSE(Recorded(standby.log_path).start);
+
+  OpenGate(gate);
+  const SupervisorEvent exited = WaitFor(Kind::kExited, 2);
+  const SupervisorEvent holder = Get(Kind::kExited, 1);
+  EXPECT_EQ(holder.exit_code, 0);
+  EXPECT_TRUE(holder.handed_off);
+  EXPECT_EQ(exited.exit_code, 4);
+  EXPECT_FALSE(exited.handed_off);  // nothing waited on the standby
+  EXPECT_EQ(Find(Kind::kDeclined, 2), nullptr);
+  // In this order: the holder's end, the standby's start, the standby's end.
+  EXPECT_LT(IndexOf(Kind::kExited, 1), IndexOf(Kind::kStarted, 2));
+  EXPECT_LT(IndexOf(Kind::kStarted, 2), IndexOf(Kind::kExited, 2));
+  const SupervisorEvent started = Get(Kind::kStarted, 2);
+  EXPECT_GT(started.pid, 0);
+  EXPECT_TRUE(fs::exists(Marker(2)));  // its command really ran
+
+  // Both are journaled, the holder's end before the standby's start.
+  const JournalTry h = Recorded(Try(1, "").log_path);
+  const JournalTry s = Recorded(standby.log_path);
+  ASSERT_TRUE(h.start && h.end);
+  ASSERT_TRUE(s.start && s.end);
+  EXPECT_EQ(s.start->pid, started.pid);
+  EXPECT_EQ(s.start->supervisor_pid, pid_);
+  EXPECT_EQ(s.end->exit_code, 4);
+  const std::string journal = ReadFile(journal_);
+  EXPECT_LT(journal.find("E\t" + Try(1, "").log_path + "\t"), journal.find("S\t" + standby.log_path + "\t"))
+      << journal;
+}
+
+TEST_F(SupervisorStandbyTest, AfterSuccessDeclinesTheStandbyWhenTheHolderFails) {
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate, "exit 1");
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  auto [exited, reason] = ExpectDeclinedWhenHolderEnds(1, 2, gate);
+  EXPECT_EQ(exited.exit_code, 1);
+  EXPECT_TRUE(reason.find("did not succeed") != std::string::npos) << reason;
+  EXPECT_TRUE(Recorded(Try(1, "").log_path).end);
+}
+
+TEST_F(SupervisorStandbyTest, AfterSuccessDeclinesTheStandbyWhenTheHolderIsStopped) {
+  // The holder exits 0 on SIGTERM: being asked to stop is what declines the standby.
+  ASSERT_TRUE(client_->Send(Try(3, "trap 'exit 0' TERM; " + Touch(3) + "; while :; do sleep 0.05; done")).ok());
+  Track(WaitFor(Kind::kStarted, 3));
+  ASSERT_TRUE(client_->Send(Standby(4, 3, Touch(4), /*after_success=*/true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ASSERT_TRUE(Eventually([&] { return fs::exists(Marker(3)); }));  // the trap is set
+  ASSERT_TRUE(client_->Stop(3).ok());
+  const SupervisorEvent exited = WaitFor(Kind::kExited, 3);
+  EXPECT_EQ(exited.exit_code, 0) << exited.reason;
+  EXPECT_FALSE(exited.handed_off);
+  const std::string reason = WaitFor(Kind::kDeclined, 4).reason;
+  EXPECT_TRUE(reason.find("did not succeed") != std::string::npos) << reason;
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ExpectNeverRan(4);
+}
+
+TEST_F(SupervisorStandbyTest, AfterSuccessDeclinesTheStandbyWhenTheHolderWroteAnOutput) {
+  const std::string gate = MakeGate("gate");
+  const std::string output = dir_ + "/output.json";
+  SupervisedTry holder = Try(1, "read line < '" + gate + "'; echo '{}' > '" + output + "'");
+  holder.output_path = output;
+  ASSERT_TRUE(client_->Send(holder).ok());
+  Track(WaitFor(Kind::kStarted, 1));
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  auto [exited, reason] = ExpectDeclinedWhenHolderEnds(1, 2, gate);
+  EXPECT_EQ(exited.exit_code, 0);
+  EXPECT_TRUE(fs::exists(output));
+  EXPECT_TRUE(reason.find("wrote an output") != std::string::npos) << reason;
+}
+
+TEST_F(SupervisorStandbyTest, WithoutAfterSuccessAStandbyStartsHoweverItsHolderEnds) {
+  // Exit 1.
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate, "exit 1");
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  // Stopped.
+  ASSERT_TRUE(client_->Send(Try(3, "sleep 1000")).ok());
+  Track(WaitFor(Kind::kStarted, 3));
+  ASSERT_TRUE(client_->Send(Standby(4, 3, Touch(4), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+
+  OpenGate(gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 2).exit_code, 0);
+  const SupervisorEvent failed = Get(Kind::kExited, 1);
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_TRUE(failed.handed_off);
+  EXPECT_TRUE(fs::exists(Marker(2)));
+  EXPECT_TRUE(Recorded(Try(2, "").log_path).start);
+
+  ASSERT_TRUE(client_->Stop(3).ok());
+  EXPECT_EQ(WaitFor(Kind::kExited, 4).exit_code, 0);
+  const SupervisorEvent stopped = Get(Kind::kExited, 3);
+  EXPECT_EQ(stopped.exit_code, 143) << stopped.reason;
+  EXPECT_TRUE(stopped.handed_off);
+  EXPECT_TRUE(fs::exists(Marker(4)));
+  EXPECT_EQ(Find(Kind::kDeclined, 2), nullptr);
+  EXPECT_EQ(Find(Kind::kDeclined, 4), nullptr);
+}
+
+TEST_F(SupervisorStandbyTest, AStandbyForATryThatHasEndedIsDeclinedAtOnce) {
+  ASSERT_TRUE(client_->Send(Try(1, "true")).ok());
+  EXPECT_EQ(WaitFor(Kind::kExited, 1).exit_code, 0);
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  const std::string reason = WaitFor(Kind::kDeclined, 2).reason;
+  EXPECT_TRUE(reason.find("already ended") != std::string::npos) << reason;
+  // Nor one for a try it never heard of.
+  ASSERT_TRUE(client_->Send(Standby(3, 77, Touch(3), /*after_success=*/false)).ok());
+  WaitFor(Kind::kDeclined, 3);
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ExpectNeverRan(2);
+  ExpectNeverRan(3);
+}
+
+TEST_F(SupervisorStandbyTest, AStandbyCanWaitOnAStandby) {
+  const std::string gate = MakeGate("gate");
+  const std::string order = dir_ + "/order";
+  SendHolder(1, gate);
+  ASSERT_TRUE(client_->Send(Standby(2, 1, "echo 2 >> '" + order + "'", /*after_success=*/true)).ok());
+  ASSERT_TRUE(client_->Send(Standby(3, 2, "echo 3 >> '" + order + "'; exit 5", /*after_success=*/true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  EXPECT_EQ(Find(Kind::kStarted, 2), nullptr);
+  EXPECT_EQ(Find(Kind::kStarted, 3), nullptr);
+
+  OpenGate(gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 3).exit_code, 5);
+  EXPECT_TRUE(Get(Kind::kExited, 1).handed_off);
+  EXPECT_TRUE(Get(Kind::kExited, 2).handed_off);
+  EXPECT_FALSE(Get(Kind::kExited, 3).handed_off);
+  // One after the other, in the same slot.
+  EXPECT_LT(IndexOf(Kind::kExited, 1), IndexOf(Kind::kStarted, 2));
+  EXPECT_LT(IndexOf(Kind::kExited, 2), IndexOf(Kind::kStarted, 3));
+  EXPECT_EQ(ReadFile(order), "2\n3\n");
+  for (uint64_t id : {1, 2, 3}) {
+    const JournalTry recorded = Recorded(Try(id, "").log_path);
+    EXPECT_TRUE(recorded.start && recorded.end) << id;
+  }
+}
+
+TEST_F(SupervisorStandbyTest, DecliningAStandbyDeclinesTheOneWaitingOnIt) {
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate, "exit 1");
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/true)).ok());
+  // It would start however 2 ended, but 2 never starts, so there is no slot for it.
+  ASSERT_TRUE(client_->Send(Standby(3, 2, Touch(3), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  auto [exited, reason] = ExpectDeclinedWhenHolderEnds(1, 2, gate);
+  EXPECT_EQ(exited.exit_code, 1);
+  const std::string cascaded = WaitFor(Kind::kDeclined, 3).reason;
+  EXPECT_TRUE(cascaded.find("did not start") != std::string::npos) << cascaded;
+  ExpectNeverRan(3);
+}
+
+TEST_F(SupervisorStandbyTest, StopOrWithdrawDeclinesAWaitingStandby) {
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate);
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ASSERT_TRUE(client_->Stop(2).ok());
+  std::string reason = WaitFor(Kind::kDeclined, 2).reason;
+  EXPECT_TRUE(reason.find("stopped before it started") != std::string::npos) << reason;
+
+  // The slot is free for another standby; withdrawing it declines it and the one behind it.
+  ASSERT_TRUE(client_->Send(Standby(3, 1, Touch(3), /*after_success=*/false)).ok());
+  ASSERT_TRUE(client_->Send(Standby(4, 3, Touch(4), /*after_success=*/false)).ok());
+  ASSERT_TRUE(client_->Withdraw(3).ok());
+  reason = WaitFor(Kind::kDeclined, 3).reason;
+  EXPECT_TRUE(reason.find("withdrawn") != std::string::npos) << reason;
+  reason = WaitFor(Kind::kDeclined, 4).reason;
+  EXPECT_TRUE(reason.find("did not start") != std::string::npos) << reason;
+  ASSERT_TRUE(client_->Withdraw(3).ok());  // again: nothing to do
+
+  // The holder went on all along, and hands its slot to the one standby left.
+  EXPECT_EQ(Find(Kind::kExited, 1), nullptr);
+  ASSERT_TRUE(client_->Send(Standby(5, 1, Touch(5), /*after_success=*/true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  OpenGate(gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 5).exit_code, 0);
+  const SupervisorEvent holder = Get(Kind::kExited, 1);
+  EXPECT_EQ(holder.exit_code, 0) << holder.reason;
+  EXPECT_TRUE(holder.handed_off);
+  for (uint64_t id : {2, 3, 4}) ExpectNeverRan(id);
+  EXPECT_EQ(std::count_if(events_.begin(), events_.end(),
+                          [](const SupervisorEvent& e) { return e.kind == Kind::kDeclined && e.id == 3; }),
+            1);  // the second Withdraw did nothing
+  EXPECT_TRUE(fs::exists(Marker(5)));
+}
+
+TEST_F(SupervisorStandbyTest, WithdrawDoesNotStopARunningTry) {
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate, "exit 6");
+  ASSERT_TRUE(client_->Withdraw(1).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  EXPECT_EQ(Find(Kind::kExited, 1), nullptr);
+  EXPECT_EQ(Find(Kind::kDeclined, 1), nullptr);
+  OpenGate(gate);  // it still runs: it reads the gate
+  const SupervisorEvent exited = WaitFor(Kind::kExited, 1);
+  EXPECT_EQ(exited.exit_code, 6);
+  EXPECT_EQ(exited.reason, "exit code 6");
+  EXPECT_EQ(Find(Kind::kDeclined, 1), nullptr);
+}
+
+TEST_F(SupervisorStandbyTest, AStandbyIsDeclinedOnceANewerDaemonHasClaimedTheFence) {
+  ASSERT_TRUE(ClaimStandbyFence(fence_, "old").ok());
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate);
+  SupervisedTry standby = Standby(2, 1, Touch(2), /*after_success=*/false);
+  standby.fence_token = "old";
+  ASSERT_TRUE(client_->Send(standby).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ASSERT_TRUE(ClaimStandbyFence(fence_, "new").ok());  // a restarted daemon
+  auto [exited, reason] = ExpectDeclinedWhenHolderEnds(1, 2, gate);
+  EXPECT_EQ(exited.exit_code, 0);
+  EXPECT_TRUE(reason.find("newer daemon") != std::string::npos) << reason;
+
+  // The newer daemon's own standbys do start.
+  const std::string gate2 = MakeGate("gate2");
+  SendHolder(3, gate2);
+  SupervisedTry newer = Standby(4, 3, Touch(4), /*after_success=*/false);
+  newer.fence_token = "new";
+  ASSERT_TRUE(client_->Send(newer).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  OpenGate(gate2);
+  EXPECT_EQ(WaitFor(Kind::kExited, 4).exit_code, 0);
+  EXPECT_TRUE(Get(Kind::kExited, 3).handed_off);
+  EXPECT_TRUE(fs::exists(Marker(4)));
+}
+
+// Regression test: the supervisor once opened a fence file at its first standby and kept that
+// descriptor (Supervisor::FenceFd). Once the file was removed and a newer daemon claimed the
+// path anew (ClaimStandbyFence creates a new file), the old supervisor still read its own token
+// from the old, unlinked file and started its standbys behind the newer daemon's back.
+TEST_F(SupervisorStandbyTest, AStandbyIsDeclinedOnceANewerDaemonHasClaimedAReplacedFence) {
+  // A first standby makes the supervisor open the fence file.
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate);
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  OpenGate(gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 2).exit_code, 0);
+
+  ASSERT_TRUE(fs::remove(fence_));
+  ASSERT_TRUE(ClaimStandbyFence(fence_, "newer").ok());
+  const std::string gate2 = MakeGate("gate2");
+  SendHolder(3, gate2);
+  ASSERT_TRUE(client_->Send(Standby(4, 3, Touch(4), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  auto [exited, reason] = ExpectDeclinedWhenHolderEnds(3, 4, gate2);
+  EXPECT_TRUE(reason.find("newer daemon") != std::string::npos) << reason;
+}
+
+// The supervisor's descriptors that are sockets (its two to the daemon, until it lets go).
+int SocketsOf(pid_t pid) {
+  int sockets = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code read_ec;
+    if (fs::read_symlink(it->path(), read_ec).string().starts_with("socket:")) ++sockets;
+  }
+  return sockets;
+}
+
+TEST_F(SupervisorStandbyTest, WaitingStandbysDieWithTheDaemonsSockets) {
+  const std::string gate = MakeGate("gate");
+  SendHolder(1, gate, "exit 0");
+  // Even one that would start however its holder ends.
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ASSERT_EQ(SocketsOf(pid_), 2);
+
+  client_.reset();  // the daemon is gone
+  // Once the supervisor has seen it (it closes its ends), let the holder go.
+  ASSERT_TRUE(Eventually([&] { return SocketsOf(pid_) == 0; }));
+  OpenGate(gate);
+  // The holder finishes and is recorded; then the supervisor, with nothing left to run, exits.
+  int status = 0;
+  pid_t reaped = 0;
+  ASSERT_TRUE(Eventually([&] { return (reaped = ::waitpid(pid_, &status, WNOHANG)) != 0; }));
+  ASSERT_EQ(reaped, pid_);
+  pid_ = 0;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const JournalTry holder = Recorded(Try(1, "").log_path);
+  ASSERT_TRUE(holder.end);
+  EXPECT_EQ(holder.end->exit_code, 0);
+  EXPECT_FALSE(Recorded(Try(2, "").log_path).start);
+  EXPECT_FALSE(fs::exists(Marker(2)));
 }
 
 }  // namespace

@@ -43,6 +43,13 @@ class FakeExecutor : public Executor {
     }
     return keys;
   }
+  // Standbys (TaskSpec::after): taken only when the test says so, so that by default the
+  // scheduler behaves as with an executor that has no standbys.
+  bool TakesStandby(const TaskSpec& holder, const TaskSpec& /*standby*/) const override {
+    standby_asked.push_back(holder.key);
+    return takes_standbys;
+  }
+  void Withdraw(const TaskInstanceKey& key) override { withdrawn.push_back(key); }
 
   void Start(const TaskSpec& spec, int64_t pid = 100) {
     ExecutorEvent e;
@@ -51,22 +58,46 @@ class FakeExecutor : public Executor {
     e.pid = pid;
     events.push_back(e);
   }
-  void Finish(const TaskInstanceKey& key, int exit_code) {
+  void Finish(const TaskInstanceKey& key, int exit_code, bool handed_off = false) {
     ExecutorEvent e;
     e.kind = ExecutorEvent::Kind::kFinished;
     e.key = key;
     e.exit_code = exit_code;
+    e.handed_off = handed_off;
     events.push_back(e);
   }
-  // Starts and finishes every submitted try not yet handled.
+  // The holder ended (exit_code) and its standby started in its slot at once, as the
+  // supervisor does: kFinished with handed_off, then the standby's kStarted.
+  void HandOff(const TaskInstanceKey& holder, const TaskSpec& standby, int exit_code = 0, int64_t pid = 200) {
+    Finish(holder, exit_code, /*handed_off=*/true);
+    Start(standby, pid);
+  }
+  // A standby that did not start.
+  void Decline(const TaskInstanceKey& key, std::string reason = "the try it waited on did not succeed") {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kDeclined;
+    e.key = key;
+    e.reason = std::move(reason);
+    events.push_back(e);
+  }
+  void Lose(const TaskInstanceKey& key, std::string reason) {
+    ExecutorEvent e;
+    e.kind = ExecutorEvent::Kind::kLost;
+    e.key = key;
+    e.reason = std::move(reason);
+    events.push_back(e);
+  }
   std::vector<std::string> TaskIds() const {
     std::vector<std::string> ids;
     for (const TaskSpec& s : submitted) ids.push_back(s.key.task_id);
     return ids;
   }
 
+  bool takes_standbys = false;  // what TakesStandby answers
   std::vector<TaskSpec> submitted;
   std::vector<TaskInstanceKey> cancelled;
+  std::vector<TaskInstanceKey> withdrawn;
+  mutable std::vector<TaskInstanceKey> standby_asked;  // the holders TakesStandby was asked about
   std::vector<RunningTask> adopted;
   std::vector<ExecutorEvent> events;
 };

@@ -388,6 +388,72 @@ TEST_F(SchedulerTest, RestartAdoptsRunningTriesAndNeverRerunsSuccess) {
   EXPECT_EQ(Ti(run->id, "b").try_number, 1);
 }
 
+TEST_F(SchedulerTest, RestartDispatchesATryThatNeverStartedAgainAsTheSameTry) {
+  Dag dag;
+  dag.dag_id = "crash";
+  dag.tasks = {MakeTask("a"), MakeTask("b")};
+  AddDag(dag);
+  Make();
+  auto run = scheduler_->TriggerRun("crash", std::nullopt, std::nullopt, "{}");
+  Pass();  // a and b queued and committed; the daemon dies before either process starts
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  scheduler_.reset();
+  FakeExecutor fresh;
+  Scheduler restarted(options_, *store_, fresh, clock_, dags_);
+  ASSERT_TRUE(restarted.Recover().ok());
+  ASSERT_EQ(fresh.adopted.size(), 2u);
+  // The journal has no start for a: nothing ran. b's outcome is unknown: it failed.
+  fresh.Lose(executor_.submitted[0].key, "never started");
+  fresh.Lose(executor_.submitted[1].key, "the supervisor died; the try's outcome is unknown");
+  ASSERT_TRUE(restarted.RunPass().ok());
+  // a waits again and is dispatched by the usual rules, as try 1 again: it used nothing up.
+  ASSERT_EQ(fresh.submitted.size(), 1u);
+  EXPECT_EQ(fresh.submitted[0].key, executor_.submitted[0].key);
+  EXPECT_EQ(fresh.submitted[0].log_path, executor_.submitted[0].log_path);
+  TaskInstance a = Ti(run->id, "a");
+  EXPECT_EQ(a.state, TaskState::kQueued);
+  EXPECT_EQ(a.try_number, 1);
+  EXPECT_EQ(a.max_tries, 1);
+  auto tries = store_->ListTries(a.id);
+  ASSERT_EQ(tries->size(), 1u);
+  EXPECT_EQ((*tries)[0].try_number, 1);
+  EXPECT_EQ((*tries)[0].state, TaskState::kQueued);
+  EXPECT_EQ(Ti(run->id, "b").state, TaskState::kFailed);
+  EXPECT_EQ(restarted.metrics().pool_used.at("default"), 1);
+  fresh.Start(fresh.submitted[0]);
+  fresh.Finish(fresh.submitted[0].key, 0);
+  ASSERT_TRUE(restarted.RunPass().ok());
+  EXPECT_EQ(Ti(run->id, "a").state, TaskState::kSuccess);
+  EXPECT_EQ(Ti(run->id, "a").try_number, 1);
+  EXPECT_EQ(store_->ListTries(a.id)->size(), 1u);
+  EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+  EXPECT_EQ(restarted.ActiveTries(), 0u);
+}
+
+TEST_F(SchedulerTest, ATryThatNeverStartedWaitsWhileTheDaemonStops) {
+  Dag dag;
+  dag.dag_id = "crash";
+  dag.tasks = {MakeTask("a")};
+  AddDag(dag);
+  Make();
+  auto run = scheduler_->TriggerRun("crash", std::nullopt, std::nullopt, "{}");
+  Pass();
+  scheduler_.reset();
+  FakeExecutor fresh;
+  Scheduler restarted(options_, *store_, fresh, clock_, dags_);
+  ASSERT_TRUE(restarted.Recover().ok());
+  restarted.StopDispatching();
+  fresh.Lose(executor_.submitted[0].key, "never started");
+  ASSERT_TRUE(restarted.RunPass().ok());
+  EXPECT_TRUE(fresh.submitted.empty());
+  // Left for the next daemon to dispatch, as try 1.
+  TaskInstance a = Ti(run->id, "a");
+  EXPECT_EQ(a.state, TaskState::kScheduled);
+  EXPECT_EQ(a.try_number, 0);
+  EXPECT_TRUE(store_->ListTries(a.id)->empty());
+  EXPECT_EQ(restarted.ActiveTries(), 0u);
+}
+
 TEST_F(SchedulerTest, EnvironmentCarriesParamsConfAndRunFacts) {
   Dag dag;
   dag.dag_id = "env";
