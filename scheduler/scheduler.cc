@@ -148,9 +148,17 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   finished_runs_.clear();
 
   Status s = store_.InTransaction([&]() -> Status {
-    auto dags = store_.ListDags();
-    if (!dags.ok()) return dags.status();
-    for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
+    // Which DAGs are paused, read again only when the dags table may have changed: with many
+    // DAGs, reading them all on every pass would cost what the DAGs folder holds, not what
+    // changed.
+    auto version = store_.GetDagsVersion();
+    if (!version.ok()) return version.status();
+    if (paused_version_ != *version) {
+      auto dags = store_.ListDags();
+      if (!dags.ok()) return dags.status();
+      for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
+      paused_version_ = *version;
+    }
 
     for (const ExecutorEvent& event : std::exchange(submit_failures_, {})) HandleEvent(event, now);
     for (const ExecutorEvent& event : executor_.Drain()) HandleEvent(event, now);

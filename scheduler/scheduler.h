@@ -219,7 +219,8 @@ class Scheduler {
   std::map<std::string, int> running_by_dag_;
   std::map<std::string, int> running_by_pool_;
   std::map<std::string, std::optional<TimePoint>> last_scheduled_;  // dag_id -> newest logical_date
-  std::map<std::string, bool> paused_;  // dag_id -> is_paused, refreshed each pass
+  std::map<std::string, bool> paused_;  // dag_id -> is_paused, refreshed when the dags table changes
+  std::optional<DagsVersion> paused_version_;  // the dags table's version paused_ was read at
   std::map<int64_t, TimePoint> ready_since_;  // task instance id -> when it became ready
   std::set<int64_t> cache_bypass_;  // task instances cleared by a user: they run, cache or not
   SchedulerMetrics metrics_;

@@ -323,6 +323,7 @@ class SqliteStore final : public Store {
   Status UpsertDag(const DagRecord& dag) override;
   Result<std::optional<DagRecord>> GetDag(const std::string& dag_id) override;
   Result<std::vector<DagRecord>> ListDags() override;
+  Result<DagsVersion> GetDagsVersion() override;
   Status SetPaused(const std::string& dag_id, bool paused) override;
 
   Status ReplaceImportErrors(const std::vector<ImportError>& errors) override;
@@ -388,6 +389,7 @@ class SqliteStore final : public Store {
   // One connection, shared by all threads; recursive because an InTransaction body calls back
   // into the store on the same thread.
   std::recursive_mutex mu_;
+  uint64_t dags_writes_ = 0;  // writes to the dags table through this store (GetDagsVersion)
   sqlite3* db_;  // protected by mu_
   const std::string path_;
   std::unordered_map<std::string, CachedStatement> cache_;  // protected by mu_; nodes never move
@@ -865,7 +867,17 @@ Status SqliteStore::UpsertDag(const DagRecord& dag) {
       ") VALUES (?, ?, ?, ?) "
       "ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, last_parsed = excluded.last_parsed");
   if (!s.ok()) return s.status();
+  ++dags_writes_;
   return s->BindAll(dag.dag_id, dag.is_paused, dag.fileloc, dag.last_parsed).Run();
+}
+
+Result<DagsVersion> SqliteStore::GetDagsVersion() {
+  std::lock_guard lock(mu_);
+  Result<Statement> s = Prepare("PRAGMA data_version");
+  if (!s.ok()) return s.status();
+  bool has_row = false;
+  if (Status st = s->Step(&has_row); !st.ok()) return st;
+  return DagsVersion{has_row ? s->Int(0) : 0, dags_writes_};
 }
 
 Result<std::optional<DagRecord>> SqliteStore::GetDag(const std::string& dag_id) {
@@ -906,6 +918,7 @@ Status SqliteStore::SetPaused(const std::string& dag_id, bool paused) {
   std::lock_guard lock(mu_);
   Result<Statement> s = Prepare("UPDATE dags SET is_paused = ? WHERE dag_id = ?");
   if (!s.ok()) return s.status();
+  ++dags_writes_;
   Status st = s->BindAll(paused, dag_id).Run();
   if (!st.ok()) return st;
   if (sqlite3_changes64(db_) == 0) return Status::NotFound("dag " + dag_id);

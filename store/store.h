@@ -27,6 +27,12 @@ struct RunPage {
   int64_t total_entries = 0;
 };
 
+struct DagsVersion {
+  int64_t data_version = 0;  // PRAGMA data_version: commits by other connections
+  uint64_t own_writes = 0;   // writes to the dags table through this store
+  bool operator==(const DagsVersion&) const = default;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -52,6 +58,10 @@ class Store {
   virtual Status UpsertDag(const DagRecord& dag) = 0;
   virtual Result<std::optional<DagRecord>> GetDag(const std::string& dag_id) = 0;
   virtual Result<std::vector<DagRecord>> ListDags() = 0;
+  // Differs from the last answer whenever the dags table may have changed since, through this
+  // store or another connection, so that a reader may keep what it read until then. Reads no
+  // table (SQLite's data_version and a count of this store's own writes).
+  virtual Result<DagsVersion> GetDagsVersion() = 0;
   virtual Status SetPaused(const std::string& dag_id, bool paused) = 0;  // NotFound if unknown
 
   // ---- import errors: replaced as a whole after each scan of the DAGs folder ----

@@ -322,6 +322,35 @@ TEST_F(SqliteStoreTest, UpsertKeepsTheStoredPausedFlag) {
   EXPECT_FALSE((*store_->GetDag("etl"))->is_paused);
 }
 
+TEST_F(SqliteStoreTest, TheDagsVersionMovesWithEveryChangeToTheDagsOnly) {
+  ASSERT_OK(store_->UpsertDag(MakeDag("etl")));
+  auto version = [&] {
+    Result<DagsVersion> v = store_->GetDagsVersion();
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? *v : DagsVersion{};
+  };
+  const DagsVersion start = version();
+  EXPECT_EQ(version(), start) << "nothing changed";
+  DagRun run = MakeRun("etl", "r1", kT0, RunState::kQueued);
+  std::vector<TaskInstance> none;
+  ASSERT_OK(store_->CreateRun(&run, &none));  // a run is not a change to the DAGs
+  EXPECT_EQ(version(), start);
+
+  ASSERT_OK(store_->SetPaused("etl", true));
+  const DagsVersion paused = version();
+  EXPECT_NE(paused, start);
+  ASSERT_OK(store_->UpsertDag(MakeDag("other")));
+  const DagsVersion upserted = version();
+  EXPECT_NE(upserted, paused);
+
+  // Another connection (the API's, another process) commits: seen too.
+  Result<std::unique_ptr<Store>> other = OpenSqliteStore(db_path_);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  ASSERT_OK((*other)->SetPaused("etl", false));
+  EXPECT_NE(version(), upserted);
+  EXPECT_FALSE((*store_->GetDag("etl"))->is_paused);
+}
+
 TEST_F(SqliteStoreTest, SetPausedOnUnknownDagIsNotFound) {
   EXPECT_TRUE(store_->SetPaused("ghost", true).IsNotFound());
 }
