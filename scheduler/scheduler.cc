@@ -76,9 +76,7 @@ Status Scheduler::LoadRun(const DagRun& run) {
   active.Index();
   for (const TaskInstance& ti : active.tis) {
     if (ti.state != TaskState::kQueued && ti.state != TaskState::kRunning) continue;
-    ++running_total_;
-    ++running_by_dag_[run.dag_id];
-    ++running_by_pool_[ti.pool];
+    CountSlot(run.dag_id, ti.pool, +1);
   }
   runs_[run.id] = std::move(active);
   return Status::OK();
@@ -566,15 +564,18 @@ void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
   const bool is_active = state == TaskState::kQueued || state == TaskState::kRunning;
   // A standby leaving without a slot of its own gives none back.
   if (was_active != is_active && !(was_active && active.slotless.erase(index))) {
-    const int delta = is_active ? 1 : -1;
-    running_total_ += delta;
-    running_by_dag_[active.run.dag_id] += delta;
-    running_by_pool_[ti.pool] += delta;
+    CountSlot(active.run.dag_id, ti.pool, is_active ? 1 : -1);
   }
   if (from == TaskState::kScheduled) ready_.Remove(active.run.id, index);
   ti.state = state;
   active.Recount(index, from, state);
   if (state == TaskState::kUpForRetry) active.retries.emplace(ti.next_retry_at.value_or(TimePoint{}), index);
+}
+
+void Scheduler::CountSlot(const std::string& dag_id, const std::string& pool, int delta) {
+  running_total_ += delta;
+  running_by_dag_[dag_id] += delta;
+  running_by_pool_[pool] += delta;
 }
 
 TriggerDecision Scheduler::Decide(const ActiveRun& active, const Task& task) const {

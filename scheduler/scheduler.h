@@ -132,6 +132,9 @@ class Scheduler {
   // Every change of a task instance's state goes through here: it keeps the run's counts,
   // the running totals, the ready queue and the retry timers right.
   void SetState(ActiveRun& active, size_t index, TaskState state);
+  // Counts a try of `dag_id` in `pool` as holding a slot (+1) or giving it back (-1): what
+  // parallelism, max_active_tasks and pools are checked against.
+  void CountSlot(const std::string& dag_id, const std::string& pool, int delta);
   // The trigger decision for a task from its upstream counters.
   TriggerDecision Decide(const ActiveRun& active, const Task& task) const;
   // Applies a decision to one waiting instance (a `from` task expands on its first kReady).

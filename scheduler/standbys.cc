@@ -109,9 +109,7 @@ void Scheduler::AssignStandbys(TimePoint now) {
       spec.after_success = pick->needs_success;
       // Counted when the holder's slot is handed over (HandOver), not before.
       active.slotless.insert(pick->index);
-      --running_total_;
-      --running_by_dag_[active.run.dag_id];
-      --running_by_pool_[ti.pool];
+      CountSlot(active.run.dag_id, ti.pool, -1);
       ti.waiting_reason = "starts in the slot of " + holder_key.ToString() +
                           (pick->needs_success ? " as soon as that succeeds" : " as soon as that ends");
       holder.standby = spec.key;
@@ -138,9 +136,7 @@ void Scheduler::HandOver(ActiveTry& holder) {
   }
   auto run_it = runs_.find(it->second.run_pk);
   if (run_it == runs_.end() || !run_it->second.slotless.erase(it->second.ti_index)) return;
-  ++running_total_;
-  ++running_by_dag_[run_it->second.run.dag_id];
-  ++running_by_pool_[run_it->second.tis[it->second.ti_index].pool];
+  CountSlot(run_it->second.run.dag_id, run_it->second.tis[it->second.ti_index].pool, +1);
 }
 
 }  // namespace nightshift
