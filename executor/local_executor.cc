@@ -85,7 +85,6 @@ struct LocalExecutor::Running {
   bool stopping = false;
   bool done = false;  // final event queued; late handlers do nothing
   bool standby = false;  // waits for the slot of another try (TaskSpec::after)
-  uint64_t standby_id = 0;  // the standby waiting in this try's slot
 };
 
 LocalExecutor::LocalExecutor(boost::asio::io_context& io, LocalExecutorOptions options,
@@ -199,10 +198,7 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   entry->key = spec.key;
   entry->id = request.id;
   entry->standby = after != nullptr;
-  if (entry->standby) {
-    ++standbys_;
-    after->standby_id = request.id;
-  }
+  if (entry->standby) ++standbys_;
   running_[spec.key] = entry;
   by_id_[request.id] = entry;
   return Status::OK();
@@ -231,12 +227,9 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
   ExecutorEvent out;
   out.key = entry->key;
   out.at = Now();
-  if (entry->standby && event.kind != SupervisorEvent::Kind::kProgress) {
-    entry->standby = false;  // started, or it never will
-    --standbys_;
-  }
   switch (event.kind) {
     case SupervisorEvent::Kind::kStarted:
+      StopWaiting(*entry);
       entry->pid = static_cast<pid_t>(event.pid);
       out.kind = ExecutorEvent::Kind::kStarted;
       out.pid = event.pid;
@@ -258,10 +251,6 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
       out.exit_code = event.exit_code;
       out.reason = event.reason;
       out.handed_off = event.handed_off;
-      if (auto next = by_id_.find(entry->standby_id); event.handed_off && next != by_id_.end() && next->second->standby) {
-        next->second->standby = false;  // started in this slot; its kStarted follows
-        --standbys_;
-      }
       out.at = TimePoint(std::chrono::milliseconds(event.at_unix_ms));
       break;
   }
@@ -273,12 +262,15 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
   Emit(std::move(out));
 }
 
+void LocalExecutor::StopWaiting(Running& entry) {
+  if (!entry.standby) return;
+  entry.standby = false;
+  --standbys_;
+}
+
 void LocalExecutor::Forget(const std::shared_ptr<Running>& entry) {
   entry->done = true;
-  if (entry->standby) {
-    entry->standby = false;
-    --standbys_;
-  }
+  StopWaiting(*entry);
   if (entry->id != 0) by_id_.erase(entry->id);
   running_.erase(entry->key);
 }
@@ -455,21 +447,20 @@ void LocalExecutor::FinishedAsJournaled(const TaskInstanceKey& key, const Journa
 }
 
 void LocalExecutor::Lost(const TaskInstanceKey& key, std::string reason) {
-  ExecutorEvent lost;
-  lost.kind = ExecutorEvent::Kind::kLost;
-  lost.key = key;
-  lost.reason = std::move(reason);
-  lost.at = Now();
-  Emit(std::move(lost));
+  EmitEnd(ExecutorEvent::Kind::kLost, key, std::move(reason));
 }
 
 void LocalExecutor::Declined(const TaskInstanceKey& key, std::string reason) {
-  ExecutorEvent declined;
-  declined.kind = ExecutorEvent::Kind::kDeclined;
-  declined.key = key;
-  declined.reason = std::move(reason);
-  declined.at = Now();
-  Emit(std::move(declined));
+  EmitEnd(ExecutorEvent::Kind::kDeclined, key, std::move(reason));
+}
+
+void LocalExecutor::EmitEnd(ExecutorEvent::Kind kind, const TaskInstanceKey& key, std::string reason) {
+  ExecutorEvent event;
+  event.kind = kind;
+  event.key = key;
+  event.reason = std::move(reason);
+  event.at = Now();
+  Emit(std::move(event));
 }
 
 void LocalExecutor::Emit(ExecutorEvent event) { events_.Push(std::move(event)); }

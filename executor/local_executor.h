@@ -115,6 +115,10 @@ class LocalExecutor final : public Executor {
   void FinishedAsJournaled(const TaskInstanceKey& key, const JournalEnd& end);
   void Lost(const TaskInstanceKey& key, std::string reason);
   void Declined(const TaskInstanceKey& key, std::string reason);
+  // A last event for `key`, stamped now.
+  void EmitEnd(ExecutorEvent::Kind kind, const TaskInstanceKey& key, std::string reason);
+  // A standby started (or will never start): it is counted as using a slot from now on.
+  void StopWaiting(Running& entry);
   // The entry is done: no more events for it.
   void Forget(const std::shared_ptr<Running>& entry);
   void Emit(ExecutorEvent event);

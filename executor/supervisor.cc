@@ -306,6 +306,8 @@ class Supervisor {
   void ReleaseJournal(Journal* journal, const std::string& path);
   void NotStarted(uint64_t id, std::string reason);
   void Declined(uint64_t id, std::string reason);
+  // kNotStarted or kDeclined: the try with this id did not start, and why.
+  void SendRefusal(SupervisorEvent::Kind kind, uint64_t id, std::string reason);
   void CheckDeadlines();
 
   int requests_;
@@ -456,19 +458,19 @@ void Supervisor::ReleaseJournal(Journal* journal, const std::string& path) {
 }
 
 void Supervisor::NotStarted(uint64_t id, std::string reason) {
+  SendRefusal(SupervisorEvent::Kind::kNotStarted, id, std::move(reason));
+}
+
+void Supervisor::SendRefusal(SupervisorEvent::Kind kind, uint64_t id, std::string reason) {
   SupervisorEvent event;
-  event.kind = SupervisorEvent::Kind::kNotStarted;
+  event.kind = kind;
   event.id = id;
   event.reason = std::move(reason);
   Send(event);
 }
 
 void Supervisor::Declined(uint64_t id, std::string reason) {
-  SupervisorEvent event;
-  event.kind = SupervisorEvent::Kind::kDeclined;
-  event.id = id;
-  event.reason = std::move(reason);
-  Send(event);
+  SendRefusal(SupervisorEvent::Kind::kDeclined, id, std::move(reason));
 }
 
 void Supervisor::AddStandby(SupervisedTry request) {
