@@ -6,6 +6,8 @@
 #include <exception>
 #include <filesystem>
 #include <map>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "core/cron.h"
@@ -531,10 +533,11 @@ class DagReader {
     }
     task.depends_on.clear();
     source.depends_on.clear();
+    // A set, not a search of the list: a sink of a wide DAG names thousands of upstreams.
+    std::unordered_set<std::string_view> seen;
     for (size_t i = 0; i < names.size(); ++i) {
       // Naming an upstream twice means nothing more than naming it once.
-      if (std::find(task.depends_on.begin(), task.depends_on.end(), names[i]) != task.depends_on.end())
-        continue;
+      if (!seen.insert(names[i]).second) continue;
       task.depends_on.push_back(names[i]);
       source.depends_on.push_back(positions[i]);
     }

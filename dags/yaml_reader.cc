@@ -222,6 +222,25 @@ bool ToJson(const YAML::Node& node, int depth, size_t& budget, nlohmann::json& o
   }
 }
 
+// True when `root`, the first document of `text`, is certainly its only one. After a block
+// mapping that starts in column 0, yaml-cpp can begin another document only at a line that
+// starts with "---" or "..." (anything else in column 0 either continues the mapping or is an
+// error); the stray-comma documents of yaml-cpp 0.7 follow only flow collections, empty
+// documents or indented roots.
+bool IsTheOnlyDocument(const YAML::Node& root, std::string_view text) {
+  if (!root.IsMap() || root.Style() != YAML::EmitterStyle::Block) return false;
+  const YAML::Mark mark = root.Mark();
+  if (mark.is_null() || mark.column != 0 || mark.line < 0) return false;
+  int line = 0;
+  for (size_t start = 0; start < text.size(); ++line) {
+    const size_t end = std::min(text.find('\n', start), text.size());
+    const std::string_view content = text.substr(start, end - start);
+    if (line > mark.line && (content.starts_with("---") || content.starts_with("..."))) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 void YamlDiagnostics::Add(YamlPosition at, std::string message) {
@@ -250,7 +269,11 @@ YamlPosition PositionOf(const YAML::Node& node, YamlPosition fallback) {
 std::optional<YAML::Node> ParseYamlDocument(std::string_view text, YamlDiagnostics& diagnostics) {
   try {
     const std::string copy(text);
-    // First a pass over the events that only notes where documents start. YAML::LoadAll cannot
+    // Most files are one block mapping: parse them once. YAML::Load returns the first document
+    // and throws on any error inside it, the same error the pass below would throw.
+    YAML::Node first = YAML::Load(copy);
+    if (IsTheOnlyDocument(first, copy)) return first;
+    // Otherwise a pass over the events that only notes where documents start. YAML::LoadAll cannot
     // be used: on a stray "," (at the start of a file, or after "[a]") yaml-cpp 0.7 reports empty
     // documents at the same place forever, and LoadAll collects them until memory runs out. Three
     // documents are enough to tell "one", "more than one" and "stuck".

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace nightshift {
@@ -54,6 +56,35 @@ TEST(YamlReaderTest, SyntaxErrorsAreRecordedNotThrown) {
   EXPECT_FALSE(ParseYamlDocument("a: [1, 2\nb: 3\n", diagnostics).has_value());
   EXPECT_EQ(Messages(diagnostics),
             std::vector<std::string>{"2:2: YAML syntax error: end of sequence flow not found"});
+}
+
+// A file is parsed once when it is one block mapping from column 0; these are the shapes where
+// yaml-cpp finds a second document all the same, and each must still be reported.
+TEST(YamlReaderTest, SecondDocumentsAreFoundAfterAnyRoot) {
+  const std::pair<std::string_view, std::string_view> cases[] = {
+      {"a: 1\n---\nb: 2\n", "2:1: only one YAML document per file is allowed, found a second one"},
+      {"a: |\n  x\n---\n", "3:1: only one YAML document per file is allowed, found a second one"},
+      {"  a: 1\nb: 2\n", "2:1: only one YAML document per file is allowed, found a second one"},
+      {"{a: 1}\n, b: 2\n", "2:1: YAML syntax error: unexpected \",\""},
+      {"[a], b\n", "1:4: YAML syntax error: unexpected \",\""},
+  };
+  for (const auto& [text, message] : cases) {
+    YamlDiagnostics diagnostics;
+    EXPECT_FALSE(ParseYamlDocument(text, diagnostics).has_value()) << text;
+    EXPECT_EQ(Messages(diagnostics), std::vector<std::string>{std::string(message)}) << text;
+  }
+}
+
+TEST(YamlReaderTest, OneBlockMappingIsOneDocument) {
+  // A leading "---", a "..." at the end and a "---" inside a quoted scalar are not a second
+  // document.
+  for (std::string_view text : {"---\na: 1\nb: [x, y]\n", "a: 1\n...\n", "a: \"x\n  --- y\"\n"}) {
+    YamlDiagnostics diagnostics;
+    std::optional<YAML::Node> node = ParseYamlDocument(text, diagnostics);
+    ASSERT_TRUE(node.has_value()) << text << ::testing::PrintToString(Messages(diagnostics));
+    EXPECT_TRUE(node->IsMap()) << text;
+    EXPECT_TRUE(diagnostics.empty()) << text;
+  }
 }
 
 TEST(YamlReaderTest, EmptyTextIsNull) {
