@@ -298,6 +298,7 @@ class Supervisor {
   void CopyOutput(Try& t, size_t limit);
   void SendProgress(const Try& t, double progress);
   void OnExit(uint64_t slot);
+  // Queues an event; the loop sends what is queued once per round (FlushEvents).
   void Send(const SupervisorEvent& event);
   void FlushEvents();
   Journal* OpenJournal(const std::string& path, std::string* error);
@@ -362,6 +363,9 @@ void Supervisor::Run() {
       }
     }
     CheckDeadlines();
+    // One send for all this round's events: an end and the start of its standby reach the
+    // daemon together, and it wakes (and runs a pass) once for them, not once each.
+    FlushEvents();
   }
 }
 
@@ -759,8 +763,7 @@ void Supervisor::OnExit(uint64_t slot) {
 
 void Supervisor::Send(const SupervisorEvent& event) {
   if (daemon_gone_) return;
-  out_ += EncodeEvent(event);
-  FlushEvents();
+  out_ += EncodeEvent(event);  // sent at the end of the loop's round, with the round's others
 }
 
 void Supervisor::FlushEvents() {
