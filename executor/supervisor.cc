@@ -298,7 +298,8 @@ class Supervisor {
   void CopyOutput(Try& t, size_t limit);
   void SendProgress(const Try& t, double progress);
   void OnExit(uint64_t slot);
-  // Queues an event; the loop sends what is queued once per round (FlushEvents).
+  // Queues an event. FlushEvents sends the queue: after each start the daemon asked for, and at
+  // the end of each round of the loop.
   void Send(const SupervisorEvent& event);
   void FlushEvents();
   Journal* OpenJournal(const std::string& path, std::string* error);
@@ -363,8 +364,8 @@ void Supervisor::Run() {
       }
     }
     CheckDeadlines();
-    // One send for all this round's events: an end and the start of its standby reach the
-    // daemon together, and it wakes (and runs a pass) once for them, not once each.
+    // One write for the round's ends (and their standbys' starts): when both slots' tries end
+    // together, the daemon wakes, and runs a pass, once for them, not once for each.
     FlushEvents();
   }
 }
@@ -407,6 +408,8 @@ void Supervisor::OnRequests() {
         AddStandby(std::move(request));
       } else {
         Start(std::move(request));
+        // A long batch of starts (each a vfork and exec) must not hold back the first ones' news.
+        FlushEvents();
       }
     } else if (kind == Request::kStop) {
       uint64_t id = 0;
