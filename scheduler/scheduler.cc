@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <string_view>
+#include <unordered_set>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -428,17 +430,19 @@ Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::s
                             DagRun* created) {
   Dag snapshot = dag;
   if (!only_tasks.empty()) {
+    // A set: `--task` may name thousands, each looked up once per task and per edge.
+    const std::unordered_set<std::string_view> only(only_tasks.begin(), only_tasks.end());
     std::vector<Task> kept;
     for (const Task& t : dag.tasks) {
-      if (std::find(only_tasks.begin(), only_tasks.end(), t.task_id) != only_tasks.end()) kept.push_back(t);
+      if (only.count(t.task_id)) kept.push_back(t);
     }
-    for (const std::string& id : only_tasks) {
-      if (!dag.FindTask(id)) return Status::InvalidArgument("DAG " + dag.dag_id + " has no task \"" + id + "\"");
+    if (kept.size() < only.size()) {
+      for (const std::string& id : only_tasks) {
+        if (!dag.FindTask(id)) return Status::InvalidArgument("DAG " + dag.dag_id + " has no task \"" + id + "\"");
+      }
     }
     for (Task& t : kept) {
-      std::erase_if(t.depends_on, [&](const std::string& up) {
-        return std::find(only_tasks.begin(), only_tasks.end(), up) == only_tasks.end();
-      });
+      std::erase_if(t.depends_on, [&](const std::string& up) { return only.count(up) == 0; });
     }
     snapshot.tasks = std::move(kept);
   }

@@ -110,6 +110,30 @@ TEST_F(SchedulerTest, DiamondRunsInDependencyOrder) {
   EXPECT_EQ(Ti(run->id, "d").try_number, 1);
 }
 
+// `nightshift run --task`: only the named tasks, with the edges between them.
+TEST_F(SchedulerTest, ARunOfSomeTasksKeepsOnlyTheirEdges) {
+  Dag dag;
+  dag.dag_id = "some";
+  dag.tasks = {MakeTask("a"), MakeTask("b", {"a"}), MakeTask("c", {"b"}), MakeTask("d", {"c"})};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto missing = s.TriggerRun("some", std::nullopt, std::nullopt, "{}", {"b", "x"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(), "DAG some has no task \"x\"");
+  auto run = s.TriggerRun("some", std::nullopt, std::nullopt, "{}", {"c", "b"});
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  auto tis = store_->ListTaskInstances(run->id);
+  ASSERT_EQ(tis->size(), 2u);
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"b"}));  // a is not waited for
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(executor_.TaskIds(), (std::vector<std::string>{"b", "c"}));  // b -> c is kept
+  CompleteSubmitted();
+  Pass();
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+}
+
 TEST_F(SchedulerTest, QueuedIsCommittedBeforeTheProcessStarts) {
   Dag dag;
   dag.dag_id = "one";
