@@ -2,13 +2,11 @@
 #include "scheduler/scheduler.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
-#include <memory>
 
-#include "tests/unit/scheduler/fakes.h"
+#include "tests/unit/scheduler/scheduler_fixture.h"
 
 namespace nightshift {
 namespace {
@@ -17,47 +15,11 @@ using std::chrono::seconds;
 
 using testing_fakes::FakeClock;
 using testing_fakes::FakeExecutor;
+using testing_fakes::MakeTask;
 using testing_fakes::T;
 
-Task MakeTask(const std::string& id, std::vector<std::string> deps = {}) {
-  Task t;
-  t.task_id = id;
-  t.command = "echo " + id;
-  t.depends_on = std::move(deps);
-  return t;
-}
-
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public testing_fakes::SchedulerFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/nightshift-sched-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    auto store = OpenSqliteStore(dir_ + "/state.db");
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->Migrate().ok());
-    options_.logs_dir = dir_ + "/logs";
-    options_.create_scheduled_runs = false;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  void AddDag(Dag dag) {
-    dag.file_path = dir_ + "/dags/" + dag.dag_id + ".yaml";
-    DagRecord record;
-    record.dag_id = dag.dag_id;
-    ASSERT_TRUE(store_->UpsertDag(record).ok());
-    dags_[dag.dag_id] = std::move(dag);
-  }
-  Scheduler& Make() {
-    scheduler_ = std::make_unique<Scheduler>(options_, *store_, executor_, clock_, dags_);
-    EXPECT_TRUE(scheduler_->Recover().ok());
-    return *scheduler_;
-  }
-  std::optional<TimePoint> Pass() {
-    auto next = scheduler_->RunPass();
-    EXPECT_TRUE(next.ok()) << next.status().ToString();
-    return next.ok() ? *next : std::nullopt;
-  }
   // Starts and finishes (with `exit_code`) every try submitted since the last call.
   void CompleteSubmitted(int exit_code = 0) {
     for (size_t i = completed_; i < executor_.submitted.size(); ++i) {
@@ -66,23 +28,7 @@ class SchedulerTest : public ::testing::Test {
     }
     completed_ = executor_.submitted.size();
   }
-  TaskInstance Ti(int64_t run_pk, const std::string& task_id) {
-    auto tis = store_->ListTaskInstances(run_pk);
-    for (const TaskInstance& ti : *tis) {
-      if (ti.task_id == task_id) return ti;
-    }
-    ADD_FAILURE() << "no task " << task_id;
-    return {};
-  }
-  RunState RunStateOf(int64_t run_pk) { return (*store_->GetRunById(run_pk))->state; }
 
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  FakeClock clock_;
-  FakeExecutor executor_;
-  SchedulerOptions options_;
-  std::map<std::string, Dag> dags_;
-  std::unique_ptr<Scheduler> scheduler_;
   size_t completed_ = 0;
 };
 

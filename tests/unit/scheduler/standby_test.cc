@@ -1,18 +1,17 @@
 // Standbys (scheduler/standbys.cc, docs/adr/0006): the scheduler hands the executor a try ahead
 // of time that waits in the slot of a running one and starts the moment that one ends. Driven
-// like scheduler_test.cc: the real Scheduler, a real SQLite file, a fake executor and clock.
+// like scheduler_test.cc (scheduler_fixture.h): the real Scheduler, a real SQLite file, a fake
+// executor and clock.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <memory>
 
 #include "scheduler/scheduler.h"
-#include "tests/unit/scheduler/fakes.h"
+#include "tests/unit/scheduler/scheduler_fixture.h"
 
 namespace nightshift {
 namespace {
@@ -21,14 +20,7 @@ using std::chrono::seconds;
 
 using testing_fakes::FakeClock;
 using testing_fakes::FakeExecutor;
-
-Task MakeTask(const std::string& id, std::vector<std::string> deps = {}) {
-  Task t;
-  t.task_id = id;
-  t.command = "echo " + id;
-  t.depends_on = std::move(deps);
-  return t;
-}
+using testing_fakes::MakeTask;
 
 // The waiting reason of a standby, as the scheduler words it.
 std::string InSlotOf(const TaskInstanceKey& holder, bool needs_success) {
@@ -126,50 +118,17 @@ class SupervisorModel {
   std::map<TaskInstanceKey, TaskSpec> waiting_;   // standbys by the key they wait on
 };
 
-class StandbyTest : public ::testing::Test {
+class StandbyTest : public testing_fakes::SchedulerFixture {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/nightshift-standby-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    auto store = OpenSqliteStore(dir_ + "/state.db");
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    ASSERT_TRUE(store_->Migrate().ok());
-    options_.logs_dir = dir_ + "/logs";
-    options_.create_scheduled_runs = false;
+    SchedulerFixture::SetUp();
     executor_.takes_standbys = true;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  void AddDag(Dag dag) {
-    dag.file_path = dir_ + "/dags/" + dag.dag_id + ".yaml";
-    DagRecord record;
-    record.dag_id = dag.dag_id;
-    ASSERT_TRUE(store_->UpsertDag(record).ok());
-    dags_[dag.dag_id] = std::move(dag);
-  }
-  Scheduler& Make() {
-    scheduler_ = std::make_unique<Scheduler>(options_, *store_, executor_, clock_, dags_);
-    EXPECT_TRUE(scheduler_->Recover().ok());
-    return *scheduler_;
-  }
   int64_t Trigger(const std::string& dag_id) {
     auto run = scheduler_->TriggerRun(dag_id, "r", std::nullopt, "{}");
     EXPECT_TRUE(run.ok()) << run.status().ToString();
     return run.ok() ? run->id : 0;
-  }
-  std::optional<TimePoint> Pass() {
-    auto next = scheduler_->RunPass();
-    EXPECT_TRUE(next.ok()) << next.status().ToString();
-    return next.ok() ? *next : std::nullopt;
-  }
-  TaskInstance Ti(int64_t run_pk, const std::string& task_id) {
-    auto tis = store_->ListTaskInstances(run_pk);
-    for (const TaskInstance& ti : *tis) {
-      if (ti.task_id == task_id) return ti;
-    }
-    ADD_FAILURE() << "no task " << task_id;
-    return {};
   }
   std::vector<TaskTry> Tries(int64_t run_pk, const std::string& task_id) {
     auto tries = store_->ListTries(Ti(run_pk, task_id).id);
@@ -181,7 +140,6 @@ class StandbyTest : public ::testing::Test {
     EXPECT_TRUE(tis.ok());
     return tis.ok() ? *tis : std::vector<TaskInstance>{};
   }
-  RunState RunStateOf(int64_t run_pk) { return (*store_->GetRunById(run_pk))->state; }
   // Queued and running tries in the default pool, as the scheduler counts them after a pass.
   int PoolUsed() const {
     auto it = scheduler_->metrics().pool_used.find("default");
@@ -223,13 +181,6 @@ class StandbyTest : public ::testing::Test {
     EXPECT_EQ(holding, PoolUsed());
   }
 
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  FakeClock clock_;
-  FakeExecutor executor_;
-  SchedulerOptions options_;
-  std::map<std::string, Dag> dags_;
-  std::unique_ptr<Scheduler> scheduler_;
   size_t seen_ = 0;
 };
 
