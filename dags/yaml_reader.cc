@@ -299,7 +299,7 @@ std::optional<YAML::Node> ParseYamlDocument(std::string_view text, YamlDiagnosti
       return std::nullopt;
     }
     if (starts.marks.empty()) return YAML::Node(YAML::NodeType::Null);
-    return YAML::Load(copy);  // builds the first (and only) document
+    return first;  // the first document, which is the only one
   } catch (const YAML::ParserException& e) {
     YamlPosition at;
     if (!e.mark.is_null() && e.mark.line >= 0) at = YamlPosition{e.mark.line + 1, e.mark.column + 1};
