@@ -289,6 +289,8 @@ class Supervisor {
   bool HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent* started);
   // Declines the standby with this id, if there is one; false otherwise.
   bool DeclineStandby(uint64_t id, const std::string& reason);
+  // Declines the standby waiting on the try `id`, which will not start or give up a slot.
+  void DeclineWaitingOn(uint64_t id);
   // Whether the daemon that sent a standby is still the newest (its token is in the fence
   // file); call with the fence file locked.
   bool FenceHeld(int fd, const std::string& token);
@@ -501,11 +503,14 @@ bool Supervisor::DeclineStandby(uint64_t id, const std::string& reason) {
   standbys_.erase(it->second);
   standby_after_.erase(it);
   Declined(id, reason);
-  // What waited on it will not get a slot from it either.
+  DeclineWaitingOn(id);
+  return true;
+}
+
+void Supervisor::DeclineWaitingOn(uint64_t id) {
   if (auto next = standbys_.find(id); next != standbys_.end()) {
     DeclineStandby(next->second.id, "the standby it waited on did not start");
   }
-  return true;
 }
 
 bool Supervisor::HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent* started) {
@@ -531,10 +536,7 @@ bool Supervisor::HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent
   standbys_.erase(it);
   standby_after_.erase(next_id);
   if (Start(std::move(next), started)) return true;
-  // Start said why; what waited on it cannot start in its slot either.
-  if (auto waiting = standbys_.find(next_id); waiting != standbys_.end()) {
-    DeclineStandby(waiting->second.id, "the standby it waited on did not start");
-  }
+  DeclineWaitingOn(next_id);  // Start said why it did not start
   return false;
 }
 
