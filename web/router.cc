@@ -718,12 +718,12 @@ HttpResponse ApiRouter::Metrics(const View& v) const {
     out.Counter("nightshift_tries_failed_total", "Task tries that failed, were lost or were stopped.",
                 static_cast<double>(m.tries_failed));
     out.Counter("nightshift_scheduler_passes_total", "Scheduler passes committed.", static_cast<double>(m.passes));
-    out.Counter("nightshift_standbys_total", "Standby tries queued in the slot of a running try, by outcome.",
-                static_cast<double>(m.standbys_queued), {{"outcome", "queued"}});
-    out.Counter("nightshift_standbys_total", "Standby tries queued in the slot of a running try, by outcome.",
-                static_cast<double>(m.standbys_handed_off), {{"outcome", "started"}});
-    out.Counter("nightshift_standbys_total", "Standby tries queued in the slot of a running try, by outcome.",
-                static_cast<double>(m.standbys_declined), {{"outcome", "declined"}});
+    for (const auto& [outcome, count] : {std::pair{"queued", m.standbys_queued},
+                                         std::pair{"started", m.standbys_handed_off},
+                                         std::pair{"declined", m.standbys_declined}}) {
+      out.Counter("nightshift_standbys_total", "Standby tries queued in the slot of a running try, by outcome.",
+                  static_cast<double>(count), {{"outcome", outcome}});
+    }
     out.HistogramOf("nightshift_scheduler_pass_duration_seconds", "Time one scheduler pass takes.", m.pass_duration);
     out.HistogramOf("nightshift_dispatch_latency_seconds",
                     "Time from a task instance becoming ready to its process starting.", m.dispatch_latency);
