@@ -85,6 +85,13 @@ class ApiThread {
 }  // namespace
 
 int ServeDaemon(const Config& initial_config) {
+  // First, so that they go last: from here to the end of the stop, a SIGTERM, SIGINT or SIGHUP
+  // finds a handler (asio queues one that comes before the async_wait below) instead of the
+  // default action, which would kill the daemon half-way through its start or its clean stop
+  // (a second SIGTERM while it closes the database, say).
+  net::io_context io;
+  net::signal_set stop_signals(io, SIGTERM, SIGINT);
+  net::signal_set reload_signal(io, SIGHUP);
   Config config = initial_config;
   StateDirLock lock;
   if (Status s = lock.Acquire(config.state_dir); !s.ok()) {
@@ -122,7 +129,6 @@ int ServeDaemon(const Config& initial_config) {
   LogDags(registry);
 
   ApiThread api_thread;
-  net::io_context io;
   std::function<void()> wake;
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(config.parallelism) + 16;  // callbacks need room too
@@ -260,7 +266,6 @@ int ServeDaemon(const Config& initial_config) {
     beat(scheduler.latest_heartbeat());
     if (stopping && scheduler.ActiveTries() == 0) finish();
   });
-  net::signal_set stop_signals(io, SIGTERM, SIGINT);
   stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     stopping = true;
@@ -278,7 +283,6 @@ int ServeDaemon(const Config& initial_config) {
   });
 
   // SIGHUP: re-read the config (limits, pools, windows) and every DAG file.
-  net::signal_set reload_signal(io, SIGHUP);
   std::function<void()> wait_reload = [&] {
     reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;

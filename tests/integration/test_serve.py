@@ -6,6 +6,7 @@ import socket
 import re
 import shutil
 import signal
+import time
 import unittest
 
 from harness import SOURCE_DIR, Daemon, Workspace, get, request, run, wait_for
@@ -165,6 +166,30 @@ class ServeExamplesTest(unittest.TestCase):
         self.assertEqual(errors["import_errors"], [])
         daemon.signal(signal.SIGTERM)
         self.assertEqual(daemon.stop(), 0)
+
+
+
+class ServeSignalsTest(unittest.TestCase):
+    def test_a_sigterm_during_start_up_stops_it_cleanly(self):
+        # Enough DAG files that loading them takes a while (1,000 of 20 tasks: over half a
+        # second): the signal lands in the middle of the start, before the daemon serves anything.
+        # It must stop as on any SIGTERM (exit 0), not die of the signal's default action.
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        tasks = "".join(f"  - task_id: t{j}\n    command: 'true'\n" for j in range(20))
+        for i in range(1000):
+            ws.write_dag(f"d{i}.yaml", f"dag_id: d{i}\ntasks:\n{tasks}")
+        daemon = Daemon(ws)
+        self.addCleanup(daemon.kill)
+        deadline = time.monotonic() + 30
+        while "schema version" not in daemon.output():  # polled closely: the window is short
+            self.assertLess(time.monotonic(), deadline, "the daemon did not open its database")
+            self.assertIsNone(daemon.proc.poll(), daemon.output())
+            time.sleep(0.002)
+        daemon.signal(signal.SIGTERM)
+        self.assertNotIn("loaded 1000 DAGs", daemon.output(), "the start was over before the signal")
+        self.assertEqual(daemon.proc.wait(60), 0, daemon.output())
+        self.assertIn("received signal 15", daemon.output())
 
 
 if __name__ == "__main__":
