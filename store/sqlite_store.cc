@@ -1328,6 +1328,18 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountTaskInstancesByState() 
 
 }  // namespace
 
+namespace {
+
+// Before SQLite's first use in the process: no memory statistics. With them on (the default),
+// every allocation SQLite makes takes a process-wide mutex to keep counters nobody reads here.
+// If something opened a database before (a test, say), SQLite refuses and keeps its default.
+void ConfigureSqliteOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, const SqliteStoreOptions& options) {
   if (path.empty()) return Status::InvalidArgument("empty database path");
   if (path != ":memory:") {
@@ -1338,8 +1350,12 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, const Sq
       if (ec) return Status::IOError("cannot create " + parent.string() + ": " + ec.message());
     }
   }
+  ConfigureSqliteOnce();
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  // NOMUTEX: a store serialises every use of its connection under its own mutex (mu_), so
+  // SQLite's per-call connection mutex would only be taken a second time.
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
   if (rc != SQLITE_OK) {
     // SQLite hands back a handle (for its error message) even when opening fails.
     Status s = SqliteError(db, rc, "opening " + path);
