@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -269,6 +270,104 @@ TEST(MigrateTest, LeavesForeignKeysOnAfterMigrating) {
   Status s = store->InsertTaskInstance(&orphan);
   EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
   EXPECT_NE(s.message().find("FOREIGN KEY"), std::string::npos) << s.ToString();
+}
+
+// A database written by a build that knew migrations 1..4, with history in it, as a user
+// upgrading would have it.
+void CreateAtVersion4(const std::string& path) {
+  std::vector<const EmbeddedFile*> first_four;
+  for (const EmbeddedFile& m : EmbeddedMigrations()) {
+    if (MigrationNumber(m) <= 4) first_four.push_back(&m);
+  }
+  std::sort(first_four.begin(), first_four.end(),
+            [](const EmbeddedFile* a, const EmbeddedFile* b) { return MigrationNumber(*a) < MigrationNumber(*b); });
+  ASSERT_EQ(first_four.size(), 4u);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  RawExec(path,
+          "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+          "applied_at INTEGER NOT NULL) STRICT");
+  for (const EmbeddedFile* m : first_four) {
+    RawExec(path, std::string(m->contents));
+    RawExec(path, "INSERT INTO schema_migrations VALUES (" + std::to_string(MigrationNumber(*m)) + ", '" +
+                      std::string(m->name) + "', 0)");
+  }
+  RawExec(path,
+          "INSERT INTO dags (dag_id) VALUES ('etl');"
+          "INSERT INTO dag_runs (dag_id, run_id, run_type, state, logical_date, conf) VALUES "
+          "  ('etl', 'r1', 'manual', 'success', 1, '{}'), ('etl', 'r2', 'manual', 'running', 2, '{\"k\": 1}');"
+          "INSERT INTO task_instances (run_pk, task_id, state, try_number, waiting_reason, max_tries) VALUES "
+          "  (1, 'a', 'success', 1, NULL, 1), (2, 'a', 'running', 2, NULL, 3), (2, 'b', 'scheduled', 0, 'w', 1);"
+          "INSERT INTO task_tries (ti_pk, try_number, state, exit_code, log_path, cache_key) VALUES "
+          "  (1, 1, 'success', 0, 'l1', 'k1'), (2, 1, 'failed', 1, 'l2', NULL), (2, 2, 'running', NULL, 'l3', NULL),"
+          "  (3, 1, 'queued', NULL, 'l4', NULL);"
+          // An undone try: its id must never be handed out again.
+          "DELETE FROM task_tries WHERE id = 4;");
+}
+
+TEST(MigrateTest, Migration5KeepsRowsIdsCountersAndWhatTheStateChecksAccept) {
+  TempDir dir;
+  const std::string path = dir.path() + "/nightshift.db";
+  CreateAtVersion4(path);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  const std::string before =
+      RawQuery(path, "SELECT group_concat(id || ':' || ti_pk || ':' || try_number || ':' || state || ':' || "
+                     "ifnull(cache_key, '-'), ' ') FROM task_tries");
+
+  std::unique_ptr<Store> store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  Status s = store->Migrate();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(*store->SchemaVersion(), LatestVersion());
+
+  // Every row, with its id, is still there; the counters did not go back.
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(id || ':' || ti_pk || ':' || try_number || ':' || state || ':' || "
+                           "ifnull(cache_key, '-'), ' ') FROM task_tries"),
+            before);
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(id || ':' || run_pk || ':' || task_id || ':' || state || ':' || "
+                           "max_tries || ':' || ifnull(waiting_reason, '-'), ' ') FROM task_instances"),
+            "1:1:a:success:1:- 2:2:a:running:3:- 3:2:b:scheduled:1:w");
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(id || ':' || run_id || ':' || state || ':' || conf, ' ') FROM dag_runs"),
+            "1:r1:success:{} 2:r2:running:{\"k\": 1}");
+  TaskTry next;
+  next.ti_pk = 3;
+  next.try_number = 1;
+  next.state = TaskState::kQueued;
+  ASSERT_TRUE(store->InsertTry(&next).ok());
+  EXPECT_EQ(next.id, 5) << "id 4 was used before the upgrade";
+
+  // The checks accept every state they did and nothing else.
+  TaskInstance ti;
+  ti.run_pk = 2;
+  ti.task_id = "c";
+  for (TaskState state : {TaskState::kScheduled, TaskState::kQueued, TaskState::kRunning, TaskState::kSuccess,
+                          TaskState::kFailed, TaskState::kUpForRetry, TaskState::kUpstreamFailed,
+                          TaskState::kSkipped}) {
+    ti.state = state;
+    Status st = ti.id == 0 ? store->InsertTaskInstance(&ti) : store->UpdateTaskInstance(ti);
+    EXPECT_TRUE(st.ok()) << ToString(state) << ": " << st.ToString();
+  }
+  for (const char* sql : {"UPDATE task_instances SET state = 'done' WHERE id = 1",
+                          "UPDATE task_tries SET state = 'Success' WHERE id = 1",
+                          "UPDATE dag_runs SET state = 'scheduled' WHERE id = 1"}) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_CONSTRAINT) << sql;
+    EXPECT_EQ(sqlite3_extended_errcode(db), SQLITE_CONSTRAINT_CHECK) << sql << ": " << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  EXPECT_EQ(RawQuery(path, "SELECT count(*) FROM sqlite_master WHERE sql LIKE '%state IN (''scheduled''%'"), "0");
+
+  // The indexes are back, and deleting a run still takes its instances and tries with it.
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = "
+                           "'index' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name)"),
+            "dag_runs_by_dag_date dag_runs_by_date dag_runs_unfinished task_instances_by_state task_tries_active "
+            "task_tries_cache");
+  ASSERT_TRUE(store->DeleteRun(1).ok());
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(id, ' ') FROM task_instances"), "2 3 4");
+  EXPECT_EQ(RawQuery(path, "SELECT group_concat(id, ' ') FROM task_tries"), "2 3 5");
+  EXPECT_EQ(RawQuery(path, "PRAGMA foreign_key_check"), "<no row>");
 }
 
 }  // namespace
