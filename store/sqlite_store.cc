@@ -1102,11 +1102,12 @@ Result<std::optional<DagRun>> SqliteStore::LatestRun(const std::string& dag_id, 
 
 Status SqliteStore::UpdateRun(const DagRun& run) {
   std::lock_guard lock(mu_);
+  // Not the snapshot (?12, bound but unused): it is fixed when the run is created, and for a
+  // large DAG it is megabytes that each change of state would write again.
   Result<Statement> s = Prepare(
-      "UPDATE dag_runs SET dag_id = ?, run_id = ?, run_type = ?, state = ?, logical_date = ?, "
-      "data_interval_start = ?, data_interval_end = ?, queued_at = ?, start_date = ?, end_date = ?, conf = "
-      "?, "
-      "dag_snapshot = ?, callback_done = ? WHERE id = ?14");
+      "UPDATE dag_runs SET dag_id = ?1, run_id = ?2, run_type = ?3, state = ?4, logical_date = ?5, "
+      "data_interval_start = ?6, data_interval_end = ?7, queued_at = ?8, start_date = ?9, end_date = ?10, "
+      "conf = ?11, callback_done = ?13 WHERE id = ?14");
   if (!s.ok()) return s.status();
   BindRunFields(*s, run);
   s->Bind(14, run.id);

@@ -81,7 +81,8 @@ class Store {
   virtual Result<std::vector<DagRun>> ListUnfinishedRuns() = 0;  // queued or running, oldest first
   // The run with the greatest logical_date of this DAG and type ("scheduled"), if any.
   virtual Result<std::optional<DagRun>> LatestRun(const std::string& dag_id, const std::string& run_type) = 0;
-  virtual Status UpdateRun(const DagRun& run) = 0;  // by id
+  // By id; every field but dag_snapshot, which is fixed when the run is created.
+  virtual Status UpdateRun(const DagRun& run) = 0;
   // Deletes a finished run with its task instances and tries (ON DELETE CASCADE).
   virtual Status DeleteRun(int64_t run_pk) = 0;
 
