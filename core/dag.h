@@ -44,12 +44,16 @@ struct MapSpec {
   int64_t range = 0;               // kRange: 0..range-1 ...
   int64_t chunk = 1;               // ... cut into chunks of this size
   std::string from;                // kFrom: upstream task_id whose output is a JSON array
+
+  bool operator==(const MapSpec&) const = default;
 };
 
 struct CacheSpec {
   bool enabled = false;
   std::vector<std::string> inputs;   // globs, relative to the task's cwd
   std::vector<std::string> outputs;  // paths that must exist for a hit
+
+  bool operator==(const CacheSpec&) const = default;
 };
 
 // Per-DAG and per-task sbatch options for the Slurm executor (`slurm:` in a DAG file). Unset
@@ -62,6 +66,8 @@ struct SlurmTaskOptions {
   std::optional<std::string> gres;
   std::vector<std::string> extra_args;
   bool array = false;  // a mapped task's instances as one job array
+
+  bool operator==(const SlurmTaskOptions&) const = default;
 };
 
 struct Task {

@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace nightshift {
 namespace {
@@ -81,6 +82,86 @@ TEST(DagSnapshotTest, RoundTrips) {
   EXPECT_EQ(restored->tasks[0].env, dag.tasks[0].env);
   EXPECT_EQ(restored->tasks[0].limits.nice, 5);
   EXPECT_EQ(restored->tasks[1].trigger_rule, TriggerRule::kAllDone);
+}
+
+TEST(DagSnapshotTest, LeavesOutTheFieldsATaskDoesNotSet) {
+  Dag dag;
+  dag.dag_id = "wide";
+  Task t;
+  t.task_id = "t1";
+  t.command = "true";
+  t.depends_on = {"root"};
+  dag.tasks = {t};
+  const std::string snapshot = SnapshotDag(dag);
+  EXPECT_NE(snapshot.find(R"("tasks":[{"command":"true","depends_on":["root"],"task_id":"t1"}])"), std::string::npos)
+      << snapshot;
+  // Setting a field to its default value is the same as not setting it.
+  t.retries = 0;
+  t.pool = "default";
+  t.cwd = ".";
+  dag.tasks = {t};
+  EXPECT_EQ(SnapshotDag(dag), snapshot);
+}
+
+TEST(DagSnapshotTest, ReadsVersion1SnapshotsThatListEveryField) {
+  // As the writer of sessions before the compact format wrote a task.
+  const std::string v1 =
+      R"({"catchup":false,"dag_id":"old","dagrun_timeout_ms":null,"description":"","end_date":null,"env":{},)"
+      R"("file_path":"/dags/old.yaml","max_active_runs":16,"max_active_tasks":16,"on_failure":null,)"
+      R"("on_success":null,"params":{},"schedule":null,"slurm":{"array":false,"cpus_per_task":null,)"
+      R"("extra_args":[],"gres":null,"mem":null,"partition":null,"time":null},"start_date":null,"tags":[],)"
+      R"("tasks":[{"cache":{"enabled":false,"inputs":[],"outputs":[]},"command":"./load.sh","cwd":"sub",)"
+      R"("depends_on":["extract"],"env":{"A":"1"},"execution_timeout_ms":60000,"executor":null,)"
+      R"("limits":{"address_space":null,"cpu_time_ms":null,"log_size":null,"nice":null,"open_files":null},)"
+      R"("map":{"chunk":1,"from":"","items":[],"kind":0,"range":0},"max_retry_delay_ms":null,"pool":"db",)"
+      R"("priority_weight":5,"retries":2,"retry_delay_ms":1000,"retry_exponential_backoff":true,)"
+      R"("slurm":{"array":false,"cpus_per_task":null,"extra_args":[],"gres":null,"mem":null,"partition":null,)"
+      R"("time":null},"task_id":"load","trigger_rule":"all_done","window":null}],"timezone":"UTC","version":1,)"
+      R"("window":null})";
+  auto dag = RestoreDag(v1);
+  ASSERT_TRUE(dag.ok()) << dag.status().ToString();
+  ASSERT_EQ(dag->tasks.size(), 1u);
+  const Task& t = dag->tasks[0];
+  EXPECT_EQ(t.task_id, "load");
+  EXPECT_EQ(t.command, "./load.sh");
+  EXPECT_EQ(t.cwd, "sub");
+  EXPECT_EQ(t.depends_on, std::vector<std::string>{"extract"});
+  EXPECT_EQ(t.env.at("A"), "1");
+  EXPECT_EQ(t.execution_timeout, Duration(60000));
+  EXPECT_EQ(t.pool, "db");
+  EXPECT_EQ(t.priority_weight, 5);
+  EXPECT_EQ(t.retries, 2);
+  EXPECT_EQ(t.retry_delay, Duration(1000));
+  EXPECT_TRUE(t.retry_exponential_backoff);
+  EXPECT_EQ(t.trigger_rule, TriggerRule::kAllDone);
+  EXPECT_EQ(t.map.kind, MapSpec::Kind::kNone);
+  // And it is written back compactly, with the same content.
+  auto again = RestoreDag(SnapshotDag(*dag));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(SnapshotDag(*again), SnapshotDag(*dag));
+  EXPECT_LT(SnapshotDag(*dag).size(), v1.size());
+}
+
+TEST(DagSnapshotTest, ATaskWithNothingSetRestoresWithTheDefaults) {
+  Dag dag;
+  dag.dag_id = "d";
+  Task t;
+  t.task_id = "t";
+  t.command = "true";
+  dag.tasks = {t};
+  auto restored = RestoreDag(SnapshotDag(dag));
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  const Task& r = restored->tasks.at(0);
+  const Task d;
+  EXPECT_EQ(r.retry_delay, d.retry_delay);
+  EXPECT_EQ(r.pool, d.pool);
+  EXPECT_EQ(r.cwd, d.cwd);
+  EXPECT_EQ(r.priority_weight, d.priority_weight);
+  EXPECT_EQ(r.trigger_rule, d.trigger_rule);
+  EXPECT_EQ(r.map, d.map);
+  EXPECT_EQ(r.cache, d.cache);
+  EXPECT_EQ(r.slurm, d.slurm);
+  EXPECT_EQ(r.limits, d.limits);
 }
 
 TEST(DagSnapshotTest, InvalidUtf8IsRefusedAsBefore) {
