@@ -12,9 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "executor/environment.h"
 #include "executor/task_protocol.h"
-
-extern char** environ;
 
 namespace nightshift {
 namespace {
@@ -29,31 +28,14 @@ constexpr std::chrono::milliseconds kQuietEventDelay{20};
 // Journals remembered for Submit's check (each read once, when first met).
 constexpr size_t kMaxKnownJournals = 256;
 
-std::vector<std::string> SortedEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    if (std::strchr(*e, '=')) env.emplace_back(*e);
-  }
-  std::sort(env.begin(), env.end());
-  return env;
-}
-
-std::string_view NameOf(std::string_view assignment) { return assignment.substr(0, assignment.find('=')); }
-
-// The daemon's environment (sorted), then the task's variables over it.
-std::vector<std::string> TaskEnvironment(const std::vector<std::string>& base, const TaskSpec& spec) {
+// The try's own variables, sorted by name; the supervisor sets them over the daemon's
+// environment, which it was sent once (ListenTo).
+std::vector<std::string> TaskVariables(const TaskSpec& spec) {
   std::map<std::string, std::string> task = spec.env;
   if (!spec.output_path.empty()) task["NIGHTSHIFT_OUTPUT"] = spec.output_path;
   std::vector<std::string> out;
-  out.reserve(base.size() + task.size());
-  auto over = task.begin();
-  for (const std::string& assignment : base) {
-    const std::string_view name = NameOf(assignment);
-    for (; over != task.end() && over->first < name; ++over) out.push_back(over->first + "=" + over->second);
-    if (over != task.end() && over->first == name) continue;  // replaced by the task's value
-    out.push_back(assignment);
-  }
-  for (; over != task.end(); ++over) out.push_back(over->first + "=" + over->second);
+  out.reserve(task.size());
+  for (const auto& [name, value] : task) out.push_back(name + "=" + value);
   return out;
 }
 
@@ -145,6 +127,8 @@ Status LocalExecutor::EnsureSupervisor() {
 
 void LocalExecutor::ListenTo(std::unique_ptr<SupervisorClient> supervisor) {
   supervisor_ = std::move(supervisor);
+  // A failed write means the supervisor is gone; the next Submit finds that out.
+  (void)supervisor_->SetBaseEnvironment(base_env_);
   supervisor_events_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(supervisor_->events_fd()));
   ReadEvents();
 }
@@ -180,7 +164,7 @@ Status LocalExecutor::Submit(const TaskSpec& spec) {
   request.cwd = spec.cwd;
   request.log_path = spec.log_path;
   request.journal_path = spec.journal_path;
-  request.env = TaskEnvironment(base_env_, spec);
+  request.env = TaskVariables(spec);
   request.limits = spec.limits;
   request.kill_grace_ms = options_.kill_grace.count();
   request.output_path = spec.output_path;

@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "executor/environment.h"
 #include "executor/task_protocol.h"
 #include "executor/try_journal.h"
 #include "executor/try_output.h"
@@ -31,7 +32,7 @@ namespace {
 
 // --- the wire: frames of u32 length + payload; integers in host order (same binary) ---
 
-enum class Request : uint8_t { kStart = 1, kStop, kWithdraw };
+enum class Request : uint8_t { kStart = 1, kStop, kWithdraw, kBaseEnvironment };
 
 class Writer {
  public:
@@ -320,6 +321,7 @@ class Supervisor {
   int devnull_ = -1;
   bool daemon_gone_ = false;
   std::string in_;   // request bytes not parsed yet
+  std::vector<std::string> base_env_;  // every try's, under its own variables (kBaseEnvironment)
   std::string out_;  // event bytes not sent yet
   bool waiting_writable_ = false;
   JournalStart self_{};
@@ -419,6 +421,14 @@ void Supervisor::OnRequests() {
     } else if (kind == Request::kWithdraw) {
       uint64_t id = 0;
       if (r.Get(&id)) DeclineStandby(id, "withdrawn before it started");
+    } else if (kind == Request::kBaseEnvironment) {
+      uint32_t count = 0;
+      if (!r.Get(&count)) return;
+      std::vector<std::string> env(count);
+      for (std::string& e : env) {
+        if (!r.Get(&e)) return;
+      }
+      base_env_ = std::move(env);
     }
   });
 }
@@ -587,10 +597,7 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
     }
   }
 
-  std::vector<char*> envp;
-  envp.reserve(request.env.size() + 1);
-  for (std::string& e : request.env) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  std::vector<char*> envp = MergedEnvironment(base_env_, request.env);
   ChildPlan plan;
   plan.command = request.command.c_str();
   plan.cwd = request.cwd.empty() ? nullptr : request.cwd.c_str();
@@ -878,6 +885,13 @@ Status SupervisorClient::Write(const std::string& frame) {
 }
 
 Status SupervisorClient::Send(const SupervisedTry& request) { return Write(EncodeStart(request)); }
+
+Status SupervisorClient::SetBaseEnvironment(const std::vector<std::string>& env) {
+  Writer w;
+  w.Put(Request::kBaseEnvironment).Put(static_cast<uint32_t>(env.size()));
+  for (const std::string& e : env) w.Put(e);
+  return Write(w.Frame());
+}
 
 Status SupervisorClient::Stop(uint64_t id) {
   Writer w;

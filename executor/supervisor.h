@@ -46,7 +46,9 @@ struct SupervisedTry {
   std::string cwd;          // empty: the supervisor's own
   std::string log_path;     // absolute; names the try in the journal
   std::string journal_path;
-  std::vector<std::string> env;  // NAME=VALUE, the whole environment
+  // NAME=VALUE sorted by name: the try's variables, set over the base environment the
+  // client sent (SetBaseEnvironment; none: these are the whole environment).
+  std::vector<std::string> env;
   TaskLimits limits;
   int64_t kill_grace_ms = 10000;
   std::string output_path;  // NIGHTSHIFT_OUTPUT, looked at when a standby waits on this try
@@ -103,6 +105,9 @@ class SupervisorClient {
 
   // IOError when the supervisor is gone.
   Status Send(const SupervisedTry& request);
+  // NAME=VALUE sorted by name: what every try started after this gets, under its own `env`.
+  // Sent once, not with each try, since it is the daemon's whole environment.
+  Status SetBaseEnvironment(const std::vector<std::string>& env);
   Status Stop(uint64_t id);
   // A standby not started yet is declined; a started try goes on.
   Status Withdraw(uint64_t id);

@@ -207,6 +207,15 @@ TEST_F(SupervisorTest, RunsATryAndRecordsIt) {
   EXPECT_EQ(recorded.end->at, TimePoint(std::chrono::milliseconds(exited.at_unix_ms)));
 }
 
+TEST_F(SupervisorTest, ATryGetsTheBaseEnvironmentWithItsOwnVariablesOverIt) {
+  ASSERT_TRUE(client_->SetBaseEnvironment({"GREETING=hello", "PATH=/usr/bin:/bin", "TARGET=base"}).ok());
+  SupervisedTry t = Try(8, "echo \"$GREETING $TARGET $OWN\"; env | grep -c '^TARGET='");
+  t.env = {"OWN=mine", "TARGET=try"};  // PATH comes from the base
+  ASSERT_TRUE(client_->Send(t).ok());
+  EXPECT_EQ(WaitFor(Kind::kExited, 8).exit_code, 0);
+  EXPECT_EQ(ReadFile(t.log_path), "hello try mine\n1\n");
+}
+
 TEST_F(SupervisorTest, FeedReassemblesEventsSplitAnywhere) {
   ASSERT_TRUE(client_->Send(Try(1, "echo '::progress 1/2'; exit 5")).ok());
   std::string raw;
