@@ -2,11 +2,11 @@
 
 #include <unistd.h>
 
-extern char** environ;
-
 #include <algorithm>
 #include <cstring>
 #include <string_view>
+
+extern char** environ;  // (unistd.h declares it only under _GNU_SOURCE)
 
 namespace nightshift {
 namespace {
