@@ -1327,10 +1327,6 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountTaskInstancesByState() 
 #undef NS_TI_FIELDS
 #undef NS_TRY_FIELDS
 
-}  // namespace
-
-namespace {
-
 // Before SQLite's first use in the process: no memory statistics. With them on (the default),
 // every allocation SQLite makes takes a process-wide mutex to keep counters nobody reads here.
 // If something opened a database before (a test, say), SQLite refuses and keeps its default.
