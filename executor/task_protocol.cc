@@ -328,10 +328,14 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/stat");
   if (!text.ok()) return std::nullopt;
+  return ParseProcStat(*text);
+}
+
+std::optional<ProcStat> ParseProcStat(std::string_view text) {
   // Field 2 is "(comm)" and comm may hold spaces and parentheses: count from the last ')'.
-  const auto close = text->rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(text->substr(close + 1));
+  const auto close = text.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  std::istringstream fields(std::string(text.substr(close + 1)));
   std::string field;
   ProcStat stat;
   for (int index = 3; fields >> field; ++index) {

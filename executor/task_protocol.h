@@ -152,6 +152,8 @@ struct ProcStat {
 };
 // Reads /proc/PID/stat; nullopt when no such process exists (any more).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+// The same from the text of such a file; nullopt when it is not one.
+std::optional<ProcStat> ParseProcStat(std::string_view text);
 // pidfd_open(2), called directly: glibc 2.36's <sys/pidfd.h> lacks extern "C" and so cannot be
 // linked from C++. -1 with errno on failure; the descriptor is close-on-exec.
 int PidfdOpen(pid_t pid);

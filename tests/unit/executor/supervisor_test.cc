@@ -421,6 +421,35 @@ TEST_F(SupervisorStandbyTest, AStandbyStartsInItsHoldersSlotAsItEnds) {
       << journal;
 }
 
+// The journal names each try by pid and start time, which is how a restarted daemon tells its
+// tries from processes that got their pids later; the start time must be the kernel's.
+TEST_F(SupervisorStandbyTest, JournalsEachTryWithTheStartTimeTheKernelGaveIt) {
+  const std::string holder_gate = MakeGate("holder");
+  const std::string standby_gate = MakeGate("standby");
+  ASSERT_NO_FATAL_FAILURE(SendHolder(1, holder_gate));
+  ASSERT_TRUE(client_->Send(Standby(2, 1, "read line < '" + standby_gate + "'", true)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  const SupervisorEvent holder = Get(Kind::kStarted, 1);
+  const std::optional<ProcStat> holder_stat = ReadProcStat(static_cast<pid_t>(holder.pid));
+  ASSERT_TRUE(holder_stat);
+  OpenGate(holder_gate);
+  const SupervisorEvent standby = WaitFor(Kind::kStarted, 2);
+  Track(standby);
+  const std::optional<ProcStat> standby_stat = ReadProcStat(static_cast<pid_t>(standby.pid));
+  ASSERT_TRUE(standby_stat);  // still running: it waits on its gate
+
+  const JournalTry h = Recorded(Try(1, "").log_path);
+  const JournalTry s = Recorded(Try(2, "").log_path);
+  ASSERT_TRUE(h.start && s.start);
+  EXPECT_EQ(h.start->pid, holder.pid);
+  EXPECT_EQ(h.start->start_time, holder_stat->start_time);
+  EXPECT_EQ(s.start->pid, standby.pid);
+  EXPECT_EQ(s.start->start_time, standby_stat->start_time);
+  EXPECT_GT(s.start->start_time, 0u);
+  OpenGate(standby_gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 2).exit_code, 0);
+}
+
 TEST_F(SupervisorStandbyTest, AfterSuccessDeclinesTheStandbyWhenTheHolderFails) {
   const std::string gate = MakeGate("gate");
   SendHolder(1, gate, "exit 1");

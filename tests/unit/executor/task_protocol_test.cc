@@ -147,6 +147,20 @@ TEST_F(TaskFilesTest, StatusFileRoundTrips) {
             1);
 }
 
+TEST(ProcStatTest, ParsesStateAndStartTimePastACommWithSpacesAndParentheses) {
+  // Fields 3 (state) and 22 (start time) of /proc/PID/stat; comm is whatever the process chose.
+  const std::string text =
+      "4242 (my ) (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 "
+      "10000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+  auto stat = ParseProcStat(text);
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->state, 'S');
+  EXPECT_EQ(stat->start_time, 987654u);
+  EXPECT_FALSE(ParseProcStat("4242 (cut short) S 1 2 3"));
+  EXPECT_FALSE(ParseProcStat("no parenthesis at all"));
+  EXPECT_FALSE(ParseProcStat(""));
+}
+
 TEST_F(TaskFilesTest, PidFileRoundTripsAndMatchesProc) {
   const std::string path = dir_ + "/1.log.pid";
   auto self = ReadProcStat(::getpid());
