@@ -217,6 +217,8 @@ void LocalExecutor::OnSupervisorEvent(const SupervisorEvent& event) {
       entry->pid = static_cast<pid_t>(event.pid);
       out.kind = ExecutorEvent::Kind::kStarted;
       out.pid = event.pid;
+      // The supervisor's clock: the start itself, not when we heard of it.
+      if (event.at_unix_ms > 0) out.at = TimePoint(std::chrono::milliseconds(event.at_unix_ms));
       break;
     case SupervisorEvent::Kind::kProgress:
       out.kind = ExecutorEvent::Kind::kProgress;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <map>
@@ -641,6 +642,7 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   plan.nice = limits.nice;
   const pid_t pid = SpawnChild(plan);
   const int spawn_errno = errno;
+  const auto started_at = std::chrono::system_clock::now();
   ::close(fds[1]);
   if (pid < 0) {
     if (fence >= 0) ::close(fence);
@@ -690,6 +692,8 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   started.kind = SupervisorEvent::Kind::kStarted;
   started.id = id;
   started.pid = pid;
+  started.at_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(started_at.time_since_epoch()).count();
   if (started_out) {
     *started_out = started;
   } else {

@@ -80,7 +80,7 @@ struct SupervisorEvent {
   int exit_code = 0;      // kExited
   double progress = 0;    // kProgress
   std::string reason;     // kNotStarted: why; kExited: why it failed, or empty
-  int64_t at_unix_ms = 0; // kExited: when the supervisor saw it end
+  int64_t at_unix_ms = 0; // kStarted: when it started; kExited: when the supervisor saw it end
   bool handed_off = false; // kExited: its standby started in its slot as it ended
 };
 

@@ -185,6 +185,8 @@ class SupervisorTest : public ::testing::Test {
 TEST_F(SupervisorTest, RunsATryAndRecordsIt) {
   SupervisedTry t = Try(7, "echo \"$FOO\"; echo '::progress 1/4'; pwd; exit 3");
   t.env.push_back("FOO=bar baz");
+  const int64_t sent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
   ASSERT_TRUE(client_->Send(t).ok());
   SupervisorEvent started = WaitFor(Kind::kStarted, 7);
   EXPECT_GT(started.pid, 0);
@@ -193,6 +195,9 @@ TEST_F(SupervisorTest, RunsATryAndRecordsIt) {
   EXPECT_EQ(exited.exit_code, 3);
   EXPECT_EQ(exited.reason, "exit code 3");
   EXPECT_GT(exited.at_unix_ms, 0);
+  // The start is stamped when it happened, by the supervisor's clock.
+  EXPECT_GE(started.at_unix_ms, sent_ms);
+  EXPECT_LE(started.at_unix_ms, exited.at_unix_ms);
   // In this order: started, progress, exited.
   ASSERT_EQ(events_.size(), 3u);
   EXPECT_EQ(events_[0].kind, Kind::kStarted);
