@@ -301,9 +301,16 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       run_it->second.dirty.insert(at.ti_index);
       return;
     }
-    case ExecutorEvent::Kind::kFinished:
-      FinishTry(at, event.exit_code.value_or(-1), event.reason, now, event.handed_off);
+    case ExecutorEvent::Kind::kFinished: {
+      // When the executor saw it end (the supervisor's clock, a Slurm status file's time), not
+      // when we heard of it, which may be a batch of events or a restart later; kept within the
+      // try's start and now.
+      TimePoint ended = now;
+      if (event.at.time_since_epoch().count() != 0 && event.at < now) ended = event.at;
+      if (at.task_try.start_date && ended < *at.task_try.start_date) ended = *at.task_try.start_date;
+      FinishTry(at, event.exit_code.value_or(-1), event.reason, ended, event.handed_off);
       return;
+    }
     case ExecutorEvent::Kind::kDeclined:
       // A standby that did not start: it waits again like any instance, and uses up nothing.
       ++metrics_.standbys_declined;

@@ -56,6 +56,43 @@ TEST_F(SchedulerTest, DiamondRunsInDependencyOrder) {
   EXPECT_EQ(Ti(run->id, "d").try_number, 1);
 }
 
+// A try's dates are the executor's: it may hear of an end well after it happened (events
+// sent in a batch, or read from the journal after a restart).
+TEST_F(SchedulerTest, ATrysDatesAreWhenTheExecutorSawThemWithinItsStartAndNow) {
+  Dag dag;
+  dag.dag_id = "dates";
+  dag.tasks = {MakeTask("a"), MakeTask("b"), MakeTask("c")};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("dates", std::nullopt, std::nullopt, "{}");
+  ASSERT_TRUE(run.ok());
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 3u);
+  const TimePoint start = clock_.now;
+  for (const TaskSpec& spec : executor_.submitted) executor_.Start(spec);
+  Pass();
+  auto finish_at = [&](const TaskSpec& spec, TimePoint at) {
+    executor_.Finish(spec.key, 0);
+    executor_.events.back().at = at;
+  };
+  finish_at(executor_.submitted[0], start + std::chrono::seconds(3));    // heard of a minute late
+  finish_at(executor_.submitted[1], start + std::chrono::seconds(3600));  // a clock ahead of ours
+  finish_at(executor_.submitted[2], start - std::chrono::seconds(5));     // a clock behind
+  clock_.now = start + std::chrono::seconds(60);
+  Pass();
+  auto end_of = [&](const std::string& task) {
+    const TaskInstance ti = Ti(run->id, task);
+    auto tries = store_->ListTries(ti.id);
+    EXPECT_TRUE(tries.ok() && tries->size() == 1u);
+    EXPECT_EQ(tries->front().end_date, ti.end_date);
+    return ti.end_date.value_or(TimePoint{});
+  };
+  EXPECT_EQ(end_of("a"), start + std::chrono::seconds(3));
+  EXPECT_EQ(end_of("b"), clock_.now);
+  EXPECT_EQ(end_of("c"), start);
+  EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
+}
+
 // `nightshift run --task`: only the named tasks, with the edges between them.
 TEST_F(SchedulerTest, ARunOfSomeTasksKeepsOnlyTheirEdges) {
   Dag dag;
