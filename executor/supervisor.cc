@@ -270,6 +270,9 @@ struct Journal {
 // recorded on a full disk.
 constexpr int64_t kJournalReserve = 64 * 1024;
 constexpr int64_t kJournalReserveLow = 16 * 1024;
+// How long routine events (starts, progress, successful ends) may wait to be sent while every
+// running try has a standby behind it (see FlushEventsIfDue).
+constexpr int64_t kHoldEventsMs = 5;
 // Journals kept open with no try running: a chain's next try reuses its run's descriptor.
 constexpr size_t kMaxIdleJournals = 16;
 // Output copied per try and round, so that one chatty task cannot starve the others.
@@ -323,9 +326,10 @@ class Supervisor {
   // copy of each of ours; an ended try's pidfd would keep waking us until then, a busy loop.
   void CloseWatched(int fd);
   // Queues an event. FlushEvents sends the queue: after each start the daemon asked for, and at
-  // the end of each round of the loop.
+  // the end of each round of the loop when FlushEventsIfDue finds it due.
   void Send(const SupervisorEvent& event);
   void FlushEvents();
+  void FlushEventsIfDue();
   Journal* OpenJournal(const std::string& path, std::string* error);
   void CloseJournal(Journal* journal, const std::string& path);
   // A try is done with its journal: kept open for the run's next tries, unless many are open.
@@ -344,6 +348,8 @@ class Supervisor {
   std::string in_;   // request bytes not parsed yet
   std::vector<std::string> base_env_;  // every try's, under its own variables (kBaseEnvironment)
   std::string out_;  // event bytes not sent yet
+  int64_t held_since_ms_ = 0;  // when the oldest of them was queued
+  bool urgent_ = false;        // they hold one the daemon must act on now
   bool waiting_writable_ = false;
   JournalStart self_{};
   uint64_t next_slot_ = 1;
@@ -376,6 +382,10 @@ void Supervisor::Run() {
       const int64_t left = std::max<int64_t>(0, t.kill_deadline_ms - MonotonicMs());
       timeout = timeout < 0 ? static_cast<int>(left) : std::min(timeout, static_cast<int>(left));
     }
+    if (!out_.empty() && !waiting_writable_) {  // (a daemon slow to read wakes us with EPOLLOUT)
+      const int left = static_cast<int>(std::max<int64_t>(0, held_since_ms_ + kHoldEventsMs - MonotonicMs()));
+      timeout = timeout < 0 ? left : std::min(timeout, left);
+    }
     const int n = ::epoll_wait(epoll_, ready, 64, timeout);
     if (n < 0 && errno != EINTR) ::_exit(1);
     for (int i = 0; i < n; ++i) {
@@ -391,7 +401,7 @@ void Supervisor::Run() {
     CheckDeadlines();
     // One write for the round's ends (and their standbys' starts): when both slots' tries end
     // together, the daemon wakes, and runs a pass, once for them, not once for each.
-    FlushEvents();
+    FlushEventsIfDue();
   }
 }
 
@@ -810,7 +820,25 @@ void Supervisor::CloseWatched(int fd) {
 
 void Supervisor::Send(const SupervisorEvent& event) {
   if (daemon_gone_) return;
+  if (out_.empty()) held_since_ms_ = MonotonicMs();
+  using Kind = SupervisorEvent::Kind;
+  const bool routine = event.kind == Kind::kStarted || event.kind == Kind::kProgress ||
+                       (event.kind == Kind::kExited && event.exit_code == 0);
+  urgent_ = urgent_ || !routine;
   out_ += EncodeEvent(event);  // sent at the end of the loop's round, with the round's others
+}
+
+void Supervisor::FlushEventsIfDue() {
+  if (out_.empty()) return;
+  // While every running try has a standby queued behind it, the daemon has nothing to do for
+  // the slots yet: waking it would only take a CPU from the running tries. So routine events
+  // wait, for at most kHoldEventsMs, until a slot's last standby starts (the daemon must queue
+  // the next), anything else happens, or the daemon asks for something.
+  bool due = urgent_ || MonotonicMs() - held_since_ms_ >= kHoldEventsMs;
+  for (auto it = tries_.begin(); !due && it != tries_.end(); ++it) {
+    due = !it->second.stopping && !standbys_.count(it->second.request.id);
+  }
+  if (due) FlushEvents();
 }
 
 void Supervisor::FlushEvents() {
@@ -825,6 +853,7 @@ void Supervisor::FlushEvents() {
     out_.clear();  // the daemon is gone; OnRequests will see it too
     return;
   }
+  if (out_.empty()) urgent_ = false;
   // A busy daemon must not stall the tries: what it has not read waits here.
   const bool want = !out_.empty();
   if (want == waiting_writable_ || events_ < 0) return;

@@ -455,6 +455,33 @@ TEST_F(SupervisorStandbyTest, JournalsEachTryWithTheStartTimeTheKernelGaveIt) {
   EXPECT_EQ(WaitFor(Kind::kExited, 2).exit_code, 0);
 }
 
+TEST_F(SupervisorStandbyTest, RoutineEventsWaitBrieflyWhileEverySlotHasAStandby) {
+  const std::string first_gate = MakeGate("first");
+  const std::string second_gate = MakeGate("second");
+  ASSERT_NO_FATAL_FAILURE(SendHolder(1, first_gate));
+  ASSERT_TRUE(client_->Send(Standby(2, 1, "read line < '" + second_gate + "'", false)).ok());
+  ASSERT_TRUE(client_->Send(Standby(3, 2, "true", false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+
+  // 1 ends and 2 starts in its slot, with 3 queued behind it: the daemon has nothing to do, so
+  // the two events wait a little (they come later than the end by at least most of the hold)
+  // but not until something else happens: 2 is still blocked on its gate when they come.
+  OpenGate(first_gate);
+  const SupervisorEvent exited = WaitFor(Kind::kExited, 1);
+  const int64_t came_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  EXPECT_GE(came_ms - exited.at_unix_ms, 3) << "sent at once although a standby was queued";
+  Track(WaitFor(Kind::kStarted, 2));
+  EXPECT_EQ(Find(Kind::kExited, 2), nullptr);
+
+  // 2 ends and 3, the slot's last standby, starts: the daemon must queue the next, so both are
+  // sent with 3's end.
+  OpenGate(second_gate);
+  EXPECT_EQ(WaitFor(Kind::kExited, 3).exit_code, 0);
+  EXPECT_LT(IndexOf(Kind::kExited, 2), IndexOf(Kind::kStarted, 3));
+}
+
 TEST_F(SupervisorStandbyTest, AfterSuccessDeclinesTheStandbyWhenTheHolderFails) {
   const std::string gate = MakeGate("gate");
   SendHolder(1, gate, "exit 1");
