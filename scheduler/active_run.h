@@ -59,6 +59,9 @@ struct ActiveRun {
   // Instances whose queued try is a standby waiting for another try's slot: not counted
   // against parallelism, max_active_tasks or pools until that slot is handed over.
   std::set<size_t> slotless;
+  // A moving average of how long this run's tries take, in ms (none has ended yet: nullopt);
+  // it decides how deep standbys may queue (Scheduler::MaxStandbyDepth).
+  std::optional<double> typical_try_ms;
   bool run_dirty = false;
   // Items of `map: {from: ...}` tasks once expanded, as NIGHTSHIFT_MAP_ITEM sees them.
   std::map<std::string, std::vector<std::string>> map_items;

@@ -386,6 +386,10 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   if (run_it == runs_.end()) return;
   ActiveRun& active = run_it->second;
   TaskInstance& ti = active.tis[at.ti_index];
+  if (at.task_try.start_date) {
+    const double ms = std::chrono::duration<double, std::milli>(now - *at.task_try.start_date).count();
+    active.typical_try_ms = active.typical_try_ms ? *active.typical_try_ms * 0.875 + ms * 0.125 : ms;
+  }
   ++metrics_.tries_finished;
   if (!success) ++metrics_.tries_failed;
   // Already decided elsewhere (the run timed out, a user cleared or marked it): only the try

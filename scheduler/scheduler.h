@@ -165,6 +165,8 @@ class Scheduler {
   std::optional<StandbyPick> StandbyFor(const ActiveTry& holder, const TaskInstanceKey& holder_key);
   // The holder's try ended: its standby, if still waiting, holds the slot now.
   void HandOver(ActiveTry& holder);
+  // How many tries may wait, one behind the other, in the slot of a try of this run.
+  int MaxStandbyDepth(int64_t run_pk) const;
   // Whether an instance may be a standby at all (plain task, no window, no cache).
   bool MayStandBy(const ActiveRun& active, size_t index, const Task& task) const;
   Status CreateScheduledRuns(TimePoint now);

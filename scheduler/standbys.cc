@@ -84,15 +84,26 @@ std::optional<Scheduler::StandbyPick> Scheduler::StandbyFor(const ActiveTry& hol
   return StandbyPick{head.run_pk, head.index, false};
 }
 
-void Scheduler::AssignStandbys(TimePoint now) {
+int Scheduler::MaxStandbyDepth(int64_t run_pk) const {
   // A slot's holder, its standby and the standby's own: two tries of slack, so a slot stays busy
-  // even when a try is shorter than the round trip that sends the next standby. Deeper would
-  // only let more tries jump ahead of work that becomes ready meanwhile.
-  constexpr int kMaxStandbyDepth = 2;
+  // even when a try is shorter than the round trip that sends the next standby. Deeper lets more
+  // tries jump ahead of work that becomes ready meanwhile (a higher priority_weight waits behind
+  // every standby of a slot), so a third only while the run's tries are short: the supervisor
+  // then tells the daemon about three tries at once instead of two (one pass and one commit for
+  // them), and what a third standby can delay is under kShortTryMs.
+  constexpr double kShortTryMs = 20;
+  auto it = runs_.find(run_pk);
+  if (it == runs_.end() || !it->second.typical_try_ms) return 2;
+  return *it->second.typical_try_ms < kShortTryMs ? 3 : 2;
+}
+
+void Scheduler::AssignStandbys(TimePoint now) {
   std::vector<TaskInstanceKey> holders;
   for (const auto& [key, at] : active_tries_) {
     const bool live = at.task_try.state == TaskState::kQueued || at.task_try.state == TaskState::kRunning;
-    if (live && !at.standby && !at.cancel_reason && at.standby_depth < kMaxStandbyDepth) holders.push_back(key);
+    if (live && !at.standby && !at.cancel_reason && at.standby_depth < MaxStandbyDepth(at.run_pk)) {
+      holders.push_back(key);
+    }
   }
   while (!holders.empty()) {
     std::vector<TaskInstanceKey> assigned;
@@ -117,7 +128,7 @@ void Scheduler::AssignStandbys(TimePoint now) {
       ActiveTry& standby = active_tries_.at(spec.key);
       standby.standby_depth = holder.standby_depth + 1;
       ++metrics_.standbys_queued;
-      if (standby.standby_depth < kMaxStandbyDepth) assigned.push_back(spec.key);
+      if (standby.standby_depth < MaxStandbyDepth(standby.run_pk)) assigned.push_back(spec.key);
     }
     holders = std::move(assigned);
   }

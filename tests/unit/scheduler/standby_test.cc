@@ -40,6 +40,13 @@ class SupervisorModel {
  public:
   explicit SupervisorModel(FakeExecutor& executor) : executor_(executor) {}
 
+  // Each try takes this long on `clock` (advanced as it ends). How long tries take decides how
+  // deep standbys may queue (Scheduler::MaxStandbyDepth); by default they take no time.
+  void TriesTake(FakeClock& clock, std::chrono::milliseconds duration) {
+    clock_ = &clock;
+    try_duration_ = duration;
+  }
+
   // Takes what was submitted since the last call.
   void Take() {
     for (; taken_ < executor_.submitted.size(); ++taken_) {
@@ -61,6 +68,7 @@ class SupervisorModel {
     auto it = std::find(running_.begin(), running_.end(), key);
     ASSERT_NE(it, running_.end()) << key.ToString() << " does not run";
     running_.erase(it);
+    if (clock_) clock_->now += try_duration_;
     auto standby = waiting_.find(key);
     if (standby == waiting_.end()) {
       executor_.Finish(key, exit_code);
@@ -113,6 +121,8 @@ class SupervisorModel {
 
  private:
   FakeExecutor& executor_;
+  FakeClock* clock_ = nullptr;
+  std::chrono::milliseconds try_duration_{0};
   size_t taken_ = 0;
   std::deque<TaskInstanceKey> running_;           // in start order
   std::map<TaskInstanceKey, TaskSpec> waiting_;   // standbys by the key they wait on
@@ -164,11 +174,11 @@ class StandbyTest : public testing_fakes::SchedulerFixture {
   }
 
   // The scheduler's count of tries holding a slot is what really runs, and never deeper than
-  // two standbys per slot.
-  void CheckAgainst(const SupervisorModel& model, int64_t run_pk, int parallelism) {
+  // `max_depth` standbys per slot.
+  void CheckAgainst(const SupervisorModel& model, int64_t run_pk, int parallelism, int max_depth = 2) {
     EXPECT_LE(PoolUsed(), parallelism);
     EXPECT_EQ(static_cast<size_t>(PoolUsed()), model.running().size());
-    EXPECT_LE(model.MaxDepth(), 2);
+    EXPECT_LE(model.MaxDepth(), max_depth);
     int holding = 0;
     for (const TaskInstance& ti : Instances(run_pk)) {
       const bool active = ti.state == TaskState::kQueued || ti.state == TaskState::kRunning;
@@ -464,6 +474,7 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
   Make();
   const int64_t run = Trigger("wide");
   SupervisorModel model(executor_);
+  model.TriesTake(clock_, std::chrono::minutes(1));
   size_t max_running = 0;
 
   Pass();
@@ -513,6 +524,53 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
   EXPECT_EQ(scheduler_->metrics().standbys_declined, 0u);
   EXPECT_EQ(scheduler_->ActiveTries(), 0u);
   EXPECT_EQ(PoolUsed(), 0);
+}
+
+// Short tries get a third standby per slot: the supervisor then reports three tries at once. A
+// run whose tries take longer keeps two (the test above), so a task that becomes ready later
+// with a higher priority_weight waits behind no more than before.
+TEST_F(StandbyTest, AThirdStandbyWaitsInASlotOnlyWhileTheRunsTriesAreShort) {
+  options_.parallelism = 2;
+  Dag dag;
+  dag.dag_id = "wide";
+  dag.tasks.push_back(MakeTask("root"));
+  std::vector<std::string> middle;
+  for (int i = 1; i <= 12; ++i) {
+    middle.push_back("m" + std::to_string(i));
+    dag.tasks.push_back(MakeTask(middle.back(), {"root"}));
+  }
+  AddDag(dag);
+  Make();
+  const int64_t run = Trigger("wide");
+  SupervisorModel model(executor_);
+  model.TriesTake(clock_, std::chrono::milliseconds(2));
+
+  Pass();  // no try has ended yet: two deep at most
+  ASSERT_EQ(NewSubmissions(), (Strings{"root", "m1 after root"}));
+  model.Take();
+  Pass();
+  model.End(Submitted("root").key);
+  Pass();
+  // root took 2 ms: three deep in each of the two slots.
+  ASSERT_EQ(NewSubmissions(), (Strings{"m2", "m3 after m1", "m4 after m2", "m5 after m3", "m6 after m4",
+                                       "m7 after m5", "m8 after m6"}));
+  model.Take();
+  EXPECT_EQ(model.MaxDepth(), 3);
+  CheckAgainst(model, run, 2, 3);
+
+  for (int step = 0; step < 40 && scheduler_->IsActive(run); ++step) {
+    Pass();
+    if (model.running().empty()) break;
+    const TaskInstanceKey ending = model.running().front();
+    model.End(ending);
+    Pass();
+    model.Take();
+    SCOPED_TRACE("after " + ending.ToString() + " ended");
+    CheckAgainst(model, run, 2, 3);
+  }
+  Pass();
+  EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
+  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, scheduler_->metrics().standbys_queued);
 }
 
 TEST_F(StandbyTest, AHolderThatHandedOffToItsDownstreamSucceedsDespiteItsTimeout) {
@@ -725,6 +783,7 @@ TEST_F(StandbyTest, AStandbyDeclinedWhileItsHolderRunsIsNoLongerItsHoldersStandb
   Make();
   const int64_t run = Trigger("flat");
   SupervisorModel model(executor_);
+  model.TriesTake(clock_, std::chrono::minutes(1));
   Pass();
   ASSERT_EQ(NewSubmissions(), (Strings{"t1", "t2", "t3 after t1", "t4 after t2", "t5 after t3", "t6 after t4"}));
   model.Take();
