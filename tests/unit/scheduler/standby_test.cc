@@ -191,6 +191,39 @@ class StandbyTest : public testing_fakes::SchedulerFixture {
     EXPECT_EQ(holding, PoolUsed());
   }
 
+  // root -> m1..mN, and a sink after them all if `sink`.
+  static Dag WideDag(int n, bool sink) {
+    Dag dag;
+    dag.dag_id = "wide";
+    dag.tasks.push_back(MakeTask("root"));
+    std::vector<std::string> middle;
+    for (int i = 1; i <= n; ++i) {
+      middle.push_back("m" + std::to_string(i));
+      dag.tasks.push_back(MakeTask(middle.back(), {"root"}));
+    }
+    if (sink) dag.tasks.push_back(MakeTask("sink", middle));
+    return dag;
+  }
+
+  // Ends the oldest running try, then the next, until the run is over, checking the scheduler
+  // against the model after each; returns the most tries that ran at once.
+  size_t EndEachInTurn(SupervisorModel& model, int64_t run, int parallelism, int max_depth = 2) {
+    size_t max_running = 0;
+    for (int step = 0; step < 40 && scheduler_->IsActive(run); ++step) {
+      Pass();  // the starts just reported
+      if (model.running().empty()) break;
+      const TaskInstanceKey ending = model.running().front();
+      model.End(ending);
+      Pass();
+      model.Take();
+      max_running = std::max(max_running, model.running().size());
+      SCOPED_TRACE("after " + ending.ToString() + " ended");
+      CheckAgainst(model, run, parallelism, max_depth);
+    }
+    Pass();
+    return max_running;
+  }
+
   size_t seen_ = 0;
 };
 
@@ -461,21 +494,11 @@ TEST_F(StandbyTest, ADownstreamDeclinedForAnOutputIsDispatchedAtOnceWithThatOutp
 // At every step the scheduler's count must be what really runs, and never more than 2.
 TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
   options_.parallelism = 2;
-  Dag dag;
-  dag.dag_id = "wide";
-  dag.tasks.push_back(MakeTask("root"));
-  std::vector<std::string> middle;
-  for (int i = 1; i <= 8; ++i) {
-    middle.push_back("m" + std::to_string(i));
-    dag.tasks.push_back(MakeTask(middle.back(), {"root"}));
-  }
-  dag.tasks.push_back(MakeTask("sink", middle));
-  AddDag(dag);
+  AddDag(WideDag(8, /*sink=*/true));
   Make();
   const int64_t run = Trigger("wide");
   SupervisorModel model(executor_);
   model.TriesTake(clock_, std::chrono::minutes(1));
-  size_t max_running = 0;
 
   Pass();
   ASSERT_EQ(NewSubmissions(), (Strings{"root", "m1 after root"}));
@@ -499,20 +522,8 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
   EXPECT_EQ(PoolUsed(), 2);
 
   // From here on the oldest running try ends; it hands its slot over when it has a standby.
-  for (int step = 0; step < 40 && scheduler_->IsActive(run); ++step) {
-    Pass();  // the starts just reported
-    if (model.running().empty()) break;
-    const TaskInstanceKey ending = model.running().front();
-    model.End(ending);
-    Pass();
-    model.Take();
-    max_running = std::max(max_running, model.running().size());
-    SCOPED_TRACE("after " + ending.ToString() + " ended");
-    CheckAgainst(model, run, 2);
-  }
-  Pass();
+  EXPECT_EQ(EndEachInTurn(model, run, 2), 2u);
   EXPECT_TRUE(model.idle());
-  EXPECT_EQ(max_running, 2u);
   EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
   for (const TaskInstance& ti : Instances(run)) {
     EXPECT_EQ(ti.state, TaskState::kSuccess) << ti.task_id;
@@ -531,15 +542,7 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
 // with a higher priority_weight waits behind no more than before.
 TEST_F(StandbyTest, AThirdStandbyWaitsInASlotOnlyWhileTheRunsTriesAreShort) {
   options_.parallelism = 2;
-  Dag dag;
-  dag.dag_id = "wide";
-  dag.tasks.push_back(MakeTask("root"));
-  std::vector<std::string> middle;
-  for (int i = 1; i <= 12; ++i) {
-    middle.push_back("m" + std::to_string(i));
-    dag.tasks.push_back(MakeTask(middle.back(), {"root"}));
-  }
-  AddDag(dag);
+  AddDag(WideDag(12, /*sink=*/false));
   Make();
   const int64_t run = Trigger("wide");
   SupervisorModel model(executor_);
@@ -558,17 +561,7 @@ TEST_F(StandbyTest, AThirdStandbyWaitsInASlotOnlyWhileTheRunsTriesAreShort) {
   EXPECT_EQ(model.MaxDepth(), 3);
   CheckAgainst(model, run, 2, 3);
 
-  for (int step = 0; step < 40 && scheduler_->IsActive(run); ++step) {
-    Pass();
-    if (model.running().empty()) break;
-    const TaskInstanceKey ending = model.running().front();
-    model.End(ending);
-    Pass();
-    model.Take();
-    SCOPED_TRACE("after " + ending.ToString() + " ended");
-    CheckAgainst(model, run, 2, 3);
-  }
-  Pass();
+  EndEachInTurn(model, run, 2, 3);
   EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
   EXPECT_EQ(scheduler_->metrics().standbys_handed_off, scheduler_->metrics().standbys_queued);
 }
@@ -804,17 +797,7 @@ TEST_F(StandbyTest, AStandbyDeclinedWhileItsHolderRunsIsNoLongerItsHoldersStandb
     CheckAgainst(model, run, 2);
     EXPECT_EQ(PoolUsed(), 2) << "t1's slot must be used again";
   }
-  for (int step = 0; step < 30 && scheduler_->IsActive(run); ++step) {
-    Pass();
-    if (model.running().empty()) break;
-    const TaskInstanceKey ending = model.running().front();
-    model.End(ending);
-    Pass();
-    model.Take();
-    SCOPED_TRACE("after " + ending.ToString() + " ended");
-    CheckAgainst(model, run, 2);
-  }
-  Pass();
+  EndEachInTurn(model, run, 2);
   EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
   for (const TaskInstance& ti : Instances(run)) {
     EXPECT_EQ(ti.try_number, 1) << ti.task_id;
