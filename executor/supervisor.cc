@@ -18,6 +18,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <type_traits>
@@ -275,6 +276,9 @@ constexpr int64_t kJournalReserveLow = 16 * 1024;
 constexpr int64_t kHoldEventsMs = 5;
 // Journals kept open with no try running: a chain's next try reuses its run's descriptor.
 constexpr size_t kMaxIdleJournals = 16;
+// Ended tries remembered for a standby still on its way (Supervisor::vacated_): more than
+// the daemon can send in one round trip.
+constexpr size_t kMaxVacatedSlots = 1024;
 // Output copied per try and round, so that one chatty task cannot starve the others.
 constexpr size_t kMaxReadPerRound = 1 << 20;
 
@@ -358,6 +362,10 @@ class Supervisor {
   std::map<std::string, Journal> journals_;
   std::map<uint64_t, SupervisedTry> standbys_;   // by the id of the try they wait on
   std::map<uint64_t, uint64_t> standby_after_;   // standby id -> the id it waits on
+  // Tries that ended with no standby to take their slot, newest last: the daemon keeps such a
+  // slot for the standby it may have sent meanwhile (see AddStandby). Only the last
+  // kMaxVacatedSlots are kept; a standby for an older one is declined.
+  std::deque<uint64_t> vacated_;
 };
 
 void Supervisor::Run() {
@@ -531,7 +539,17 @@ void Supervisor::AddStandby(SupervisedTry request) {
   }
   // It waits on a running try, or on a standby that will run in that try's slot.
   if (!slot_of_.count(after) && !standby_after_.count(after)) {
-    return Declined(id, "the try whose slot it was to take has already ended");
+    // Or the try ended before this reached us, its slot left free: the daemon counts that
+    // slot as this standby's from the end on (it heard of no hand-over), so it starts now.
+    // Not one that waits for a success: the daemon judges that success itself (a stop it
+    // asked for may not have reached us), and would not hear that this one started on it.
+    auto vacated = std::find(vacated_.begin(), vacated_.end(), after);
+    if (vacated == vacated_.end() || request.after_success) {
+      return Declined(id, "the try whose slot it was to take has already ended");
+    }
+    vacated_.erase(vacated);
+    Start(std::move(request));
+    return;
   }
   if (standbys_.count(after)) return Declined(id, "the try whose slot it was to take has a standby already");
   standby_after_[id] = after;
@@ -803,7 +821,12 @@ void Supervisor::OnExit(uint64_t slot) {
   event.reason = std::move(exit.reason);
   event.at_unix_ms = at.time_since_epoch().count();
   Send(event);
-  if (event.handed_off) Send(next_started);
+  if (event.handed_off) {
+    Send(next_started);
+  } else {
+    vacated_.push_back(t.request.id);
+    if (vacated_.size() > kMaxVacatedSlots) vacated_.pop_front();
+  }
 
   for (int fd : {t.pipe, t.pidfd}) {
     if (fd >= 0) CloseWatched(fd);

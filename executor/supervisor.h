@@ -55,7 +55,10 @@ struct SupervisedTry {
   // A standby (after != 0): not started now but the moment the try with id `after` ends, in
   // its slot, without a round trip through the daemon. With `after_success` only if that try
   // exited 0, was not asked to stop and wrote no output (which the daemon must read first).
-  // Otherwise, or when `after` has already ended, it is declined (kDeclined) and used nothing.
+  // Otherwise it is declined (kDeclined) and used nothing. When `after` ended before this
+  // arrived, with no standby to take its slot, the slot is still this one's (the daemon hands
+  // it over when it hears of the end): it starts at once, unless it waits for a success,
+  // which the daemon judges then; declined too.
   uint64_t after = 0;
   bool after_success = false;
   // Standbys start only while the daemon that sent them is the newest: a restarted daemon

@@ -33,7 +33,7 @@ struct SchedulerMetrics {
   // Standbys (docs/adr/0006) by what became of them: started in their holder's slot, or
   // declined and dispatched the usual way.
   uint64_t standbys_queued = 0;
-  uint64_t standbys_handed_off = 0;
+  uint64_t standbys_started = 0;
   uint64_t standbys_declined = 0;
   Histogram pass_duration;      // seconds per scheduler pass
   Histogram dispatch_latency;   // seconds from a task instance becoming ready to its process starting

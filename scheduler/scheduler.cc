@@ -271,6 +271,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       if (run_it == runs_.end()) return;
       TaskInstance& ti = run_it->second.tis[at.ti_index];
       ++metrics_.tries_started;
+      if (at.sent_as_standby) ++metrics_.standbys_started;
       if (auto ready = ready_since_.find(ti.id); ready != ready_since_.end()) {
         metrics_.dispatch_latency.Observe(
             std::max(0.0, std::chrono::duration<double>(at.task_try.start_date.value_or(now) - ready->second).count()));
@@ -357,7 +358,6 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
 
 void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now,
                           bool handed_off) {
-  if (handed_off) ++metrics_.standbys_handed_off;
   HandOver(at);
   // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
   // for a timeout has failed whatever it returned. Unless its downstream standby started: the

@@ -120,6 +120,7 @@ class Scheduler {
     std::optional<TaskInstanceKey> standby;
     bool standby_needs_success = false;
     int standby_depth = 0;  // 0: holds a slot; 1: waits on a holder; 2: waits on a standby
+    bool sent_as_standby = false;
   };
 
   Status LoadRun(const DagRun& run);

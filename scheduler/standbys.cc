@@ -127,6 +127,7 @@ void Scheduler::AssignStandbys(TimePoint now) {
       holder.standby_needs_success = pick->needs_success;
       ActiveTry& standby = active_tries_.at(spec.key);
       standby.standby_depth = holder.standby_depth + 1;
+      standby.sent_as_standby = true;
       ++metrics_.standbys_queued;
       if (standby.standby_depth < MaxStandbyDepth(standby.run_pk)) assigned.push_back(spec.key);
     }

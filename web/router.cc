@@ -719,7 +719,7 @@ HttpResponse ApiRouter::Metrics(const View& v) const {
                 static_cast<double>(m.tries_failed));
     out.Counter("nightshift_scheduler_passes_total", "Scheduler passes committed.", static_cast<double>(m.passes));
     for (const auto& [outcome, count] : {std::pair{"queued", m.standbys_queued},
-                                         std::pair{"started", m.standbys_handed_off},
+                                         std::pair{"started", m.standbys_started},
                                          std::pair{"declined", m.standbys_declined}}) {
       out.Counter("nightshift_standbys_total", "Standby tries queued in the slot of a running try, by outcome.",
                   static_cast<double>(count), {{"outcome", outcome}});

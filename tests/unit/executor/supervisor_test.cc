@@ -554,18 +554,47 @@ TEST_F(SupervisorStandbyTest, WithoutAfterSuccessAStandbyStartsHoweverItsHolderE
   EXPECT_EQ(Find(Kind::kDeclined, 4), nullptr);
 }
 
-TEST_F(SupervisorStandbyTest, AStandbyForATryThatHasEndedIsDeclinedAtOnce) {
+TEST_F(SupervisorStandbyTest, AStandbyThatArrivesAfterItsTryEndedTakesTheFreedSlotAtOnce) {
+  // The daemon sent it while the try still ran, and keeps the slot for it: no round trip.
+  ASSERT_TRUE(client_->Send(Try(1, "exit 3")).ok());
+  EXPECT_FALSE(WaitFor(Kind::kExited, 1).handed_off);
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  Track(WaitFor(Kind::kStarted, 2));
+  EXPECT_EQ(WaitFor(Kind::kExited, 2).exit_code, 0);
+  EXPECT_TRUE(fs::exists(Marker(2)));
+  EXPECT_TRUE(Recorded(Try(2, "").log_path).start);
+  EXPECT_EQ(Find(Kind::kDeclined, 2), nullptr);
+  // The slot is taken now: a second standby for it is declined.
+  ASSERT_TRUE(client_->Send(Standby(3, 1, Touch(3), /*after_success=*/false)).ok());
+  EXPECT_TRUE(WaitFor(Kind::kDeclined, 3).reason.find("already ended") != std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  ExpectNeverRan(3);
+}
+
+TEST_F(SupervisorStandbyTest, AStandbyForATryThatEndedIsDeclinedWhenItNeedsItsSuccessOrItsSlotIsTaken) {
+  // Whether it succeeded is the daemon's to judge now (a stop it asked for may be on its way).
   ASSERT_TRUE(client_->Send(Try(1, "true")).ok());
   EXPECT_EQ(WaitFor(Kind::kExited, 1).exit_code, 0);
-  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/false)).ok());
+  ASSERT_TRUE(client_->Send(Standby(2, 1, Touch(2), /*after_success=*/true)).ok());
   const std::string reason = WaitFor(Kind::kDeclined, 2).reason;
   EXPECT_TRUE(reason.find("already ended") != std::string::npos) << reason;
+  // A try whose standby took its slot as it ended.
+  const std::string gate = MakeGate("gate");
+  SendHolder(3, gate);
+  ASSERT_TRUE(client_->Send(Standby(4, 3, "true", /*after_success=*/false)).ok());
+  ASSERT_NO_FATAL_FAILURE(Sync());
+  OpenGate(gate);
+  EXPECT_TRUE(WaitFor(Kind::kExited, 3).handed_off);
+  WaitFor(Kind::kExited, 4);
+  ASSERT_TRUE(client_->Send(Standby(5, 3, Touch(5), /*after_success=*/false)).ok());
+  WaitFor(Kind::kDeclined, 5);
   // Nor one for a try it never heard of.
-  ASSERT_TRUE(client_->Send(Standby(3, 77, Touch(3), /*after_success=*/false)).ok());
-  WaitFor(Kind::kDeclined, 3);
+  ASSERT_TRUE(client_->Send(Standby(6, 77, Touch(6), /*after_success=*/false)).ok());
+  WaitFor(Kind::kDeclined, 6);
   ASSERT_NO_FATAL_FAILURE(Sync());
   ExpectNeverRan(2);
-  ExpectNeverRan(3);
+  ExpectNeverRan(5);
+  ExpectNeverRan(6);
 }
 
 TEST_F(SupervisorStandbyTest, AStandbyCanWaitOnAStandby) {

@@ -278,7 +278,7 @@ TEST_F(StandbyTest, AChainWaitsTwoDeepInTheSlotOfItsFirstTry) {
   EXPECT_TRUE(d.after_success);
   EXPECT_EQ(Ti(run, "d").waiting_reason, InSlotOf(c.key, true));
   EXPECT_EQ(PoolUsed(), 1);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, 1u);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, 1u);
 
   executor_.HandOff(b.key, c);
   Pass();
@@ -296,7 +296,7 @@ TEST_F(StandbyTest, AChainWaitsTwoDeepInTheSlotOfItsFirstTry) {
     EXPECT_EQ(tries[0].state, TaskState::kSuccess) << task;
   }
   EXPECT_EQ(scheduler_->metrics().standbys_queued, 3u);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, 3u);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, 3u);
   EXPECT_EQ(scheduler_->metrics().standbys_declined, 0u);
   EXPECT_EQ(scheduler_->ActiveTries(), 0u);
   EXPECT_EQ(PoolUsed(), 0);
@@ -359,7 +359,7 @@ TEST_F(StandbyTest, AFailedHolderLeavesItsDeclinedStandbyUpstreamFailedWithoutAT
   EXPECT_TRUE(Tries(run, "b").empty());  // it never started: its try row is gone
   EXPECT_EQ(RunStateOf(run), RunState::kFailed);
   EXPECT_EQ(scheduler_->metrics().standbys_declined, 1u);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, 0u);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, 0u);
   EXPECT_EQ(scheduler_->ActiveTries(), 0u);
   EXPECT_EQ(PoolUsed(), 0);
 }
@@ -451,7 +451,7 @@ TEST_F(StandbyTest, ADeclinedStandbyWaitsForItsUpstreamsRetryAndKeepsItsTryNumbe
   EXPECT_EQ(Tries(run, "b").size(), 1u);
   EXPECT_EQ(scheduler_->metrics().standbys_queued, 2u);
   EXPECT_EQ(scheduler_->metrics().standbys_declined, 1u);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, 1u);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, 1u);
 }
 
 TEST_F(StandbyTest, ADownstreamDeclinedForAnOutputIsDispatchedAtOnceWithThatOutput) {
@@ -531,7 +531,7 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
     EXPECT_EQ(store_->ListTries(ti.id)->size(), 1u) << ti.task_id;
   }
   EXPECT_GT(scheduler_->metrics().standbys_queued, 0u);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, scheduler_->metrics().standbys_queued);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, scheduler_->metrics().standbys_queued);
   EXPECT_EQ(scheduler_->metrics().standbys_declined, 0u);
   EXPECT_EQ(scheduler_->ActiveTries(), 0u);
   EXPECT_EQ(PoolUsed(), 0);
@@ -563,7 +563,7 @@ TEST_F(StandbyTest, AThirdStandbyWaitsInASlotOnlyWhileTheRunsTriesAreShort) {
 
   EndEachInTurn(model, run, 2, 3);
   EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
-  EXPECT_EQ(scheduler_->metrics().standbys_handed_off, scheduler_->metrics().standbys_queued);
+  EXPECT_EQ(scheduler_->metrics().standbys_started, scheduler_->metrics().standbys_queued);
 }
 
 TEST_F(StandbyTest, AHolderThatHandedOffToItsDownstreamSucceedsDespiteItsTimeout) {
