@@ -10,7 +10,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <sstream>
 
 namespace nightshift {
 namespace {
@@ -335,11 +334,16 @@ std::optional<ProcStat> ParseProcStat(std::string_view text) {
   // Field 2 is "(comm)" and comm may hold spaces and parentheses: count from the last ')'.
   const auto close = text.rfind(')');
   if (close == std::string_view::npos) return std::nullopt;
-  std::istringstream fields(std::string(text.substr(close + 1)));
-  std::string field;
+  // Split by hand: the supervisor parses one of these per try, and a stream allocates.
+  std::string_view rest = text.substr(close + 1);
   ProcStat stat;
-  for (int index = 3; fields >> field; ++index) {
-    if (index == 3) stat.state = field.empty() ? '?' : field[0];
+  for (int index = 3;; ++index) {
+    const size_t begin = rest.find_first_not_of(" \n");
+    if (begin == std::string_view::npos) break;
+    rest.remove_prefix(begin);
+    const std::string_view field = rest.substr(0, rest.find_first_of(" \n"));
+    rest.remove_prefix(field.size());
+    if (index == 3) stat.state = field[0];
     if (index == 22) {
       auto start = ParseNumber<uint64_t>(field);
       if (!start) return std::nullopt;
