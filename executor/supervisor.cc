@@ -184,10 +184,23 @@ struct ChildPlan {
   int fence = -1;  // the standby fence while we hold its lock; -1 when not a standby
   std::optional<rlimit> cpu, address_space, open_files;
   std::optional<int> nice;
-  // Written by the child (vfork shares our memory): its /proc/self/stat, for its start time.
+  // The child's start time as /proc/PID/stat gives it (clock ticks since boot), which the
+  // kernel takes from CLOCK_BOOTTIME while it forks: so it is `ticks_before_fork` when the
+  // clock is still on that tick afterwards, as it nearly always is (a tick is 10 ms, a vfork
+  // a fraction of one). Else the child reads its /proc/self/stat into stat_text (vfork shares
+  // our memory).
+  uint64_t ticks_before_fork = 0;
+  int64_t ns_per_tick = 0;
   char stat_text[1024];
   ssize_t stat_size = -1;
 };
+
+// CLOCK_BOOTTIME in clock ticks, as /proc/PID/stat counts a process's start; 0 when unknown.
+uint64_t BootTicks(int64_t ns_per_tick) {
+  timespec now{};
+  if (ns_per_tick <= 0 || ::clock_gettime(CLOCK_BOOTTIME, &now) != 0) return 0;
+  return static_cast<uint64_t>((now.tv_sec * int64_t{1000000000} + now.tv_nsec) / ns_per_tick);
+}
 
 void ChildSay(const char* a, const char* b, int err) {
   const char* parts[] = {"nightshift: ", a, b, ": ", std::strerror(err), "\n"};
@@ -201,11 +214,14 @@ void ChildSay(const char* a, const char* b, int err) {
   //   until exec closes it, stalling the next standby's flock;
   // - the parent reading /proc/PID/stat would sleep on the kernel's exec lock; the wake-up then
   //   queues it on this CPU behind our shell while the other CPU may go idle, a standby waiting
-  //   for it. Read here, the file costs the same and waits for nothing.
+  //   for it. Read here, the file costs the same and waits for nothing; and only when the
+  //   clock has moved on to the next tick since the fork began (see ChildPlan).
   if (plan.fence >= 0) ::close(plan.fence);
-  if (const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC); fd >= 0) {
-    plan.stat_size = ::read(fd, plan.stat_text, sizeof plan.stat_text);
-    ::close(fd);
+  if (BootTicks(plan.ns_per_tick) != plan.ticks_before_fork) {
+    if (const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC); fd >= 0) {
+      plan.stat_size = ::read(fd, plan.stat_text, sizeof plan.stat_text);
+      ::close(fd);
+    }
   }
   // A process group of its own, so stopping it reaches everything it started. Not a session:
   // ours has no terminal already, and each new session is a new scheduler autogroup, which
@@ -360,6 +376,7 @@ class Supervisor {
   bool urgent_ = false;        // they hold one the daemon must act on now
   bool waiting_writable_ = false;
   JournalStart self_{};
+  int64_t ns_per_tick_ = 0;  // of /proc/PID/stat's times (USER_HZ)
   uint64_t next_slot_ = 1;
   std::map<uint64_t, Try> tries_;      // by slot
   std::map<uint64_t, uint64_t> slot_of_;  // request id -> slot
@@ -383,6 +400,7 @@ void Supervisor::Run() {
   ev.data.u64 = Tagged(kRequestsTag, 0);
   ::epoll_ctl(epoll_, EPOLL_CTL_ADD, requests_, &ev);
   if (auto stat = ReadProcStat(::getpid())) self_.supervisor_start_time = stat->start_time;
+  if (const long hz = ::sysconf(_SC_CLK_TCK); hz > 0) ns_per_tick_ = 1000000000 / hz;
   self_.supervisor_pid = ::getpid();
 
   epoll_event ready[64];
@@ -672,8 +690,11 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
     plan.open_files = rlimit{files, files};
   }
   plan.nice = limits.nice;
+  plan.ns_per_tick = ns_per_tick_;
+  plan.ticks_before_fork = BootTicks(ns_per_tick_);
   const pid_t pid = SpawnChild(plan);
   const int spawn_errno = errno;
+  const uint64_t ticks_after_fork = BootTicks(ns_per_tick_);
   const auto started_at = std::chrono::system_clock::now();
   ::close(fds[1]);
   if (pid < 0) {
@@ -696,12 +717,16 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
 
   JournalStart start = self_;
   start.pid = pid;
-  std::optional<ProcStat> stat;
-  if (plan.stat_size > 0 && static_cast<size_t>(plan.stat_size) < sizeof plan.stat_text) {
-    stat = ParseProcStat(std::string_view(plan.stat_text, static_cast<size_t>(plan.stat_size)));
+  if (plan.ticks_before_fork != 0 && ticks_after_fork == plan.ticks_before_fork) {
+    start.start_time = plan.ticks_before_fork;
+  } else {
+    std::optional<ProcStat> stat;
+    if (plan.stat_size > 0 && static_cast<size_t>(plan.stat_size) < sizeof plan.stat_text) {
+      stat = ParseProcStat(std::string_view(plan.stat_text, static_cast<size_t>(plan.stat_size)));
+    }
+    if (!stat) stat = ReadProcStat(pid);  // a fork (sanitizer builds) wrote into its own copy
+    if (stat) start.start_time = stat->start_time;
   }
-  if (!stat) stat = ReadProcStat(pid);  // a fork (sanitizer builds) wrote into its own copy
-  if (stat) start.start_time = stat->start_time;
   const std::string record = FormatJournalStart(t.request.log_path, start);
   if (WriteFully(journal->fd, record) == 0) journal->size += static_cast<int64_t>(record.size());
   if (fence >= 0) ::close(fence);  // the start is journaled: a newer daemon may claim the fence now
