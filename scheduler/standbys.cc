@@ -88,13 +88,16 @@ int Scheduler::MaxStandbyDepth(int64_t run_pk) const {
   // A slot's holder, its standby and the standby's own: two tries of slack, so a slot stays busy
   // even when a try is shorter than the round trip that sends the next standby. Deeper lets more
   // tries jump ahead of work that becomes ready meanwhile (a higher priority_weight waits behind
-  // every standby of a slot), so a third only while the run's tries are short: the supervisor
-  // then tells the daemon about three tries at once instead of two (one pass and one commit for
-  // them), and what a third standby can delay is under kShortTryMs.
+  // every standby of a slot), so a third only while the run's tries are short, and a fourth
+  // while they are very short: the supervisor then tells the daemon about three or four tries
+  // at once instead of two (one pass and one commit for them), and the standbys ahead of a
+  // later task take under 60 ms (three under kShortTryMs, or four under kVeryShortTryMs).
   constexpr double kShortTryMs = 20;
+  constexpr double kVeryShortTryMs = 5;
   auto it = runs_.find(run_pk);
   if (it == runs_.end() || !it->second.typical_try_ms) return 2;
-  return *it->second.typical_try_ms < kShortTryMs ? 3 : 2;
+  const double typical = *it->second.typical_try_ms;
+  return typical < kVeryShortTryMs ? 4 : typical < kShortTryMs ? 3 : 2;
 }
 
 void Scheduler::AssignStandbys(TimePoint now) {

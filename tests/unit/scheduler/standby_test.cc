@@ -224,6 +224,38 @@ class StandbyTest : public testing_fakes::SchedulerFixture {
     return max_running;
   }
 
+  // Short tries get a third standby per slot, very short ones a fourth: the supervisor then
+  // reports three or four tries at once. A run whose tries take longer keeps two
+  // (StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot), so a task that becomes ready
+  // later with a higher priority_weight waits behind no more than before.
+  // Runs root -> m1..m12 at parallelism 2 with tries that take `took`, and returns what the
+  // pass after root's end (which tells the run how long its tries take) submitted; then ends
+  // each try in turn, never finding more than `depth` standbys in a slot.
+  std::vector<std::string> SubmittedOnceTriesTake(std::chrono::milliseconds took, int depth) {
+    options_.parallelism = 2;
+    AddDag(WideDag(12, /*sink=*/false));
+    Make();
+    const int64_t run = Trigger("wide");
+    SupervisorModel model(executor_);
+    model.TriesTake(clock_, took);
+
+    Pass();  // no try has ended yet: two deep at most
+    EXPECT_EQ(NewSubmissions(), (std::vector<std::string>{"root", "m1 after root"}));
+    model.Take();
+    Pass();
+    model.End(Submitted("root").key);
+    Pass();
+    const std::vector<std::string> submitted = NewSubmissions();
+    model.Take();
+    EXPECT_EQ(model.MaxDepth(), depth);
+    CheckAgainst(model, run, 2, depth);
+
+    EndEachInTurn(model, run, 2, depth);
+    EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
+    EXPECT_EQ(scheduler_->metrics().standbys_started, scheduler_->metrics().standbys_queued);
+    return submitted;
+  }
+
   size_t seen_ = 0;
 };
 
@@ -537,33 +569,15 @@ TEST_F(StandbyTest, StandbysDoNotCountAgainstParallelismUntilTheyTakeASlot) {
   EXPECT_EQ(PoolUsed(), 0);
 }
 
-// Short tries get a third standby per slot: the supervisor then reports three tries at once. A
-// run whose tries take longer keeps two (the test above), so a task that becomes ready later
-// with a higher priority_weight waits behind no more than before.
 TEST_F(StandbyTest, AThirdStandbyWaitsInASlotOnlyWhileTheRunsTriesAreShort) {
-  options_.parallelism = 2;
-  AddDag(WideDag(12, /*sink=*/false));
-  Make();
-  const int64_t run = Trigger("wide");
-  SupervisorModel model(executor_);
-  model.TriesTake(clock_, std::chrono::milliseconds(2));
+  EXPECT_EQ(SubmittedOnceTriesTake(std::chrono::milliseconds(10), 3),
+            (Strings{"m2", "m3 after m1", "m4 after m2", "m5 after m3", "m6 after m4", "m7 after m5", "m8 after m6"}));
+}
 
-  Pass();  // no try has ended yet: two deep at most
-  ASSERT_EQ(NewSubmissions(), (Strings{"root", "m1 after root"}));
-  model.Take();
-  Pass();
-  model.End(Submitted("root").key);
-  Pass();
-  // root took 2 ms: three deep in each of the two slots.
-  ASSERT_EQ(NewSubmissions(), (Strings{"m2", "m3 after m1", "m4 after m2", "m5 after m3", "m6 after m4",
-                                       "m7 after m5", "m8 after m6"}));
-  model.Take();
-  EXPECT_EQ(model.MaxDepth(), 3);
-  CheckAgainst(model, run, 2, 3);
-
-  EndEachInTurn(model, run, 2, 3);
-  EXPECT_EQ(RunStateOf(run), RunState::kSuccess);
-  EXPECT_EQ(scheduler_->metrics().standbys_started, scheduler_->metrics().standbys_queued);
+TEST_F(StandbyTest, AFourthStandbyWaitsInASlotWhileTheRunsTriesTakeUnderFiveMilliseconds) {
+  EXPECT_EQ(SubmittedOnceTriesTake(std::chrono::milliseconds(2), 4),
+            (Strings{"m2", "m3 after m1", "m4 after m2", "m5 after m3", "m6 after m4", "m7 after m5", "m8 after m6",
+                     "m9 after m7", "m10 after m8"}));
 }
 
 TEST_F(StandbyTest, AHolderThatHandedOffToItsDownstreamSucceedsDespiteItsTimeout) {
