@@ -135,7 +135,11 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
 
   net::io_context io;
   SystemClock clock;
-  std::map<std::string, Dag> dags{{dag.dag_id, dag}};
+  bool uses_slurm = config.executor == "slurm";
+  for (const Task& task : dag.tasks) uses_slurm = uses_slurm || task.executor == "slurm";
+  const std::string dag_id = dag.dag_id;
+  std::map<std::string, Dag> dags;
+  dags.emplace(dag_id, std::move(dag));  // not copied: a DAG may have 100,000 tasks
   std::function<void()> wake;
   LocalExecutorOptions executor_options;
   executor_options.slots = static_cast<size_t>(parallelism) + 4;  // callbacks need room too
@@ -145,8 +149,6 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
   std::map<std::string, Executor*> executors{{"local", &local_executor}};
   // Slurm only when this DAG or the config asks for it: a plain run starts no extra threads.
   std::optional<SlurmExecutor> slurm_executor;
-  bool uses_slurm = config.executor == "slurm";
-  for (const Task& task : dag.tasks) uses_slurm = uses_slurm || task.executor == "slurm";
   if (uses_slurm) {
     SlurmExecutorOptions slurm_options;
     slurm_options.slurm = config.slurm;
@@ -167,7 +169,7 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
 
   nlohmann::json conf = nlohmann::json::object();
   for (const auto& [k, v] : options.params) conf[k] = v;
-  auto run = scheduler.TriggerRun(dag.dag_id, std::nullopt, std::nullopt, conf.dump(), options.tasks);
+  auto run = scheduler.TriggerRun(dag_id, std::nullopt, std::nullopt, conf.dump(), options.tasks);
   if (!run.ok()) {
     std::fprintf(stderr, "cannot start run: %s\n", run.status().ToString().c_str());
     return 2;

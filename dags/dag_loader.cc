@@ -179,6 +179,9 @@ class DagReader {
     } else if (!tasks->value.IsSequence()) {
       Error(tasks->value_position, "tasks: expected a list of tasks, got " + DescribeNode(tasks->value));
     } else {
+      // One allocation, rather than moving every task read so far each time the vector grows.
+      tasks_.reserve(tasks->value.size());
+      sources_.reserve(tasks->value.size());
       for (const YAML::Node& entry : tasks->value) ReadTask(entry, base, base_source);
       CheckTasks();
     }
@@ -670,7 +673,7 @@ class DagReader {
       }
     }
     CheckCycles(index);
-    dag_.tasks = tasks_;
+    dag_.tasks = std::move(tasks_);  // the last use of tasks_
   }
 
   // Finds the strongly connected components (Tarjan, without recursion so that a long chain
