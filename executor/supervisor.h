@@ -14,8 +14,9 @@
 //  1. creates the log's folder, reserves room in the journal (so a full disk cannot keep the
 //     end from being recorded) and opens the log;
 //  2. vforks /bin/sh -c COMMAND in a process group of its own (so stopping it reaches
-//     everything it started; in the supervisor's session, which has no terminal), stdin /dev/null, stdout+stderr into a pipe, in the task's folder, under its
-//     rlimits and niceness (failure: a message in the log, exit 127 or 126);
+//     everything it started; in the supervisor's session, which has no terminal), stdin
+//     /dev/null, stdout+stderr into a pipe, in the task's folder, under its rlimits and
+//     niceness (failure: a message in the log, exit 127 or 126);
 //  3. appends the S record (pid and start time) to the journal and tells the daemon;
 //  4. copies the pipe into the log through TryOutput (progress lines become progress events,
 //     the log's size limit is applied);

@@ -119,8 +119,8 @@ class Scheduler {
     // this try's success (it is a downstream task) or in any case (it is next in the queue).
     std::optional<TaskInstanceKey> standby;
     bool standby_needs_success = false;
-    int standby_depth = 0;  // 0: holds a slot; 1: waits on a holder; 2: waits on a standby
-    bool sent_as_standby = false;
+    int standby_depth = 0;  // 0: holds a slot; 1: waits on a holder; 2 and more: on a standby
+    bool sent_as_standby = false;  // for nightshift_standbys_total{outcome="started"} when it starts
   };
 
   Status LoadRun(const DagRun& run);
