@@ -1,5 +1,6 @@
 #include "dags/yaml_reader.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -16,16 +17,18 @@
 #include <string>
 #include <utility>
 
+#include "core/json_limits.h"
 #include "core/time.h"
+#include "core/utf8.h"
 
 namespace nightshift {
 namespace {
 
 // Long values are cut in messages so that one bad line cannot flood a terminal.
 constexpr size_t kMaxQuotedChars = 60;
-// An alias may point back at its own ancestor (yaml-cpp builds a cyclic graph for "&a [*a]"),
-// and a few aliases can expand exponentially; both limits stop a walk that would never end.
-constexpr int kMaxJsonDepth = 64;
+// A few aliases can expand exponentially; the node budget stops that. An alias may also point
+// back at its own ancestor (yaml-cpp builds a cyclic graph for "&a [*a]"); the nesting rule of
+// core/json_limits.h stops that walk, as it stops values the JSON library could not print.
 constexpr size_t kMaxJsonNodes = 100000;
 
 std::string Quote(std::string_view text) {
@@ -185,9 +188,18 @@ nlohmann::json ScalarToJson(const YAML::Node& node) {
   return text;
 }
 
-bool ToJson(const YAML::Node& node, int depth, size_t& budget, nlohmann::json& out) {
-  if (depth > kMaxJsonDepth || budget == 0) return false;
+// `depth`: how many lists and mappings hold `node`. False with `why` set when the value breaks
+// the nesting rule or the node budget.
+bool ToJson(const YAML::Node& node, int depth, size_t& budget, nlohmann::json& out, std::string& why) {
+  if (budget == 0) {
+    why = "too large (more than " + std::to_string(kMaxJsonNodes) + " values, counting what aliases repeat)";
+    return false;
+  }
   --budget;
+  if ((node.IsSequence() || node.IsMap()) && depth >= kMaxNestingDepth) {
+    why = TooDeepMessage();
+    return false;
+  }
   switch (node.Type()) {
     case YAML::NodeType::Scalar:
       out = ScalarToJson(node);
@@ -196,7 +208,7 @@ bool ToJson(const YAML::Node& node, int depth, size_t& budget, nlohmann::json& o
       out = nlohmann::json::array();
       for (const YAML::Node& item : node) {
         nlohmann::json element;
-        if (!ToJson(item, depth + 1, budget, element)) return false;
+        if (!ToJson(item, depth + 1, budget, element, why)) return false;
         out.push_back(std::move(element));
       }
       return true;
@@ -208,11 +220,11 @@ bool ToJson(const YAML::Node& node, int depth, size_t& budget, nlohmann::json& o
           key = it->first.Scalar();
         } else {
           nlohmann::json key_json;
-          if (!ToJson(it->first, depth + 1, budget, key_json)) return false;
+          if (!ToJson(it->first, depth + 1, budget, key_json, why)) return false;
           key = key_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         nlohmann::json element;
-        if (!ToJson(it->second, depth + 1, budget, element)) return false;
+        if (!ToJson(it->second, depth + 1, budget, element, why)) return false;
         out[key] = std::move(element);
       }
       return true;
@@ -267,6 +279,14 @@ YamlPosition PositionOf(const YAML::Node& node, YamlPosition fallback) {
 }
 
 std::optional<YAML::Node> ParseYamlDocument(std::string_view text, YamlDiagnostics& diagnostics) {
+  // yaml-cpp passes invalid UTF-8 through into strings, where it would fail later (JSON for the
+  // API, the run's snapshot) far from the file; it is the file that is wrong, so it is refused here.
+  if (std::optional<size_t> bad = FindInvalidUtf8(text)) {
+    const TextPosition at = PositionOfOffset(text, *bad);
+    diagnostics.Add(YamlPosition{at.line, at.column},
+                    InvalidUtf8Message(static_cast<unsigned char>(text[*bad])) + "; save the file as UTF-8");
+    return std::nullopt;
+  }
   try {
     const std::string copy(text);
     // Most files are one block mapping: parse them once. YAML::Load returns the first document
@@ -300,6 +320,12 @@ std::optional<YAML::Node> ParseYamlDocument(std::string_view text, YamlDiagnosti
     }
     if (starts.marks.empty()) return YAML::Node(YAML::NodeType::Null);
     return first;  // the first document, which is the only one
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (2,000 levels) against its recursive parser; values deeper than the
+    // nesting rule but shallower than that are refused where they are read (NodeToScalarOrJson).
+    YamlPosition at;
+    if (!e.mark.is_null() && e.mark.line >= 0) at = YamlPosition{e.mark.line + 1, e.mark.column + 1};
+    diagnostics.Add(at, TooDeepMessage());
   } catch (const YAML::ParserException& e) {
     YamlPosition at;
     if (!e.mark.is_null() && e.mark.line >= 0) at = YamlPosition{e.mark.line + 1, e.mark.column + 1};
@@ -549,8 +575,9 @@ std::optional<std::string> NodeToScalarOrJson(const YAML::Node& node, std::strin
   if (node.IsScalar()) return node.Scalar();
   nlohmann::json json;
   size_t budget = kMaxJsonNodes;
-  if (!ToJson(node, 0, budget, json)) {
-    diagnostics.Add(PositionOf(node), std::string(label) + ": too deeply nested or too large");
+  std::string why;
+  if (!ToJson(node, 0, budget, json, why)) {
+    diagnostics.Add(PositionOf(node), std::string(label) + ": " + why);
     return std::nullopt;
   }
   try {

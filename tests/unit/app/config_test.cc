@@ -183,6 +183,11 @@ TEST(ConfigErrorTest, Syntax) {
                std::string(kPath) + ":2:7: YAML syntax error: end of map flow not found");
 }
 
+TEST(ConfigErrorTest, InvalidUtf8IsRefusedAtTheByte) {
+  ExpectErrors("pools:\n  r\xE9seau: 2\n",
+               std::string(kPath) + ":2:4: not valid UTF-8 (byte 0xE9); save the file as UTF-8");
+}
+
 TEST(ConfigErrorTest, NotAMapping) {
   ExpectErrors("- a\n", std::string(kPath) + ":1:1: config: expected a mapping, got a list");
 }

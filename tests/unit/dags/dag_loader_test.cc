@@ -790,7 +790,42 @@ TEST(DagLoaderErrorTest, BadTaskLimitsPointAtTheValue) {
 
 TEST(DagLoaderErrorTest, RecursiveAliasInParamsDoesNotHang) {
   ExpectError("params:\n  loop: &a [1, *a]\ntasks:\n  - {task_id: a, command: x}\n", 2, 9,
-              "params.loop: too deeply nested or too large");
+              "params.loop: nested deeper than 64 levels");
+}
+
+TEST(DagLoaderErrorTest, ParamsNestedDeeperThanTheLimitAreRefused) {
+  std::string deep = "params:\n  deep: " + std::string(65, '[') + std::string(65, ']') +
+                     "\ntasks:\n  - {task_id: a, command: x}\n";
+  ExpectError(deep, 2, 9, "params.deep: nested deeper than 64 levels");
+  std::string fine = "params:\n  deep: " + std::string(64, '[') + std::string(64, ']') +
+                     "\ntasks:\n  - {task_id: a, command: x}\n";
+  EXPECT_EQ(MustLoad(fine).params.at("deep"), std::string(64, '[') + std::string(64, ']'));
+}
+
+// A Latin-1 "é" (0xE9), as an editor on another machine saves it, is not UTF-8: the file is
+// refused where the byte is, instead of failing later when the run's snapshot is written.
+TEST(DagLoaderErrorTest, InvalidUtf8IsAnImportErrorAtTheByte) {
+  ExpectError("description: \"caf\xE9 au lait\"\ntasks:\n  - {task_id: a, command: x}\n", 1, 18,
+              "not valid UTF-8 (byte 0xE9); save the file as UTF-8");
+  // Columns count characters: the "é" written correctly before the bad byte counts once.
+  ExpectError("tasks:\n  - {task_id: a, command: \"\xC3\xA9" "cho \xFF\"}\n", 2, 33,
+              "not valid UTF-8 (byte 0xFF); save the file as UTF-8");
+  // In a comment too: the whole file must be UTF-8.
+  ExpectError("# r\xE9sum\xE9\ntasks:\n  - {task_id: a, command: x}\n", 1, 4,
+              "not valid UTF-8 (byte 0xE9); save the file as UTF-8");
+  EXPECT_EQ(Lines(Load("description: caf\xE9\ntasks: []\n")),
+            std::vector<std::string>{std::string(kPath) + ":1:17: not valid UTF-8 (byte 0xE9); save the file as UTF-8"});
+}
+
+TEST(DagLoaderErrorTest, DeeplyNestedYamlIsAnErrorNotACrash) {
+  std::string dashes = "\n    ";
+  for (int i = 0; i < 200000; ++i) dashes += "- ";
+  for (const std::string& nesting : {std::string(400000, '[') + std::string(400000, ']'), dashes + "x"}) {
+    DagLoadResult result = Load("params:\n  deep: " + nesting + "\ntasks:\n  - {task_id: a, command: x}\n");
+    EXPECT_FALSE(result.dag.has_value());
+    ASSERT_EQ(result.errors.size(), 1u) << ::testing::PrintToString(Lines(result));
+    EXPECT_EQ(result.errors[0].message, "nested deeper than 64 levels");
+  }
 }
 
 TEST(DagLoaderErrorTest, AllErrorsOfAFileAreReportedInOrder) {
