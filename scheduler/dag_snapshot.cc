@@ -7,16 +7,13 @@
 #include <optional>
 #include <vector>
 
+#include "core/utf8.h"
+#include "scheduler/json_input.h"
+
 namespace nightshift {
 namespace {
 
 using json = nlohmann::json;
-
-json OptMs(const std::optional<Duration>& d) { return d ? json(d->count()) : json(nullptr); }
-json OptStr(const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); }
-json OptTime(const std::optional<TimePoint>& t) {
-  return t ? json(t->time_since_epoch().count()) : json(nullptr);
-}
 
 std::optional<Duration> ReadOptMs(const json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return std::nullopt;
@@ -29,15 +26,6 @@ std::optional<std::string> ReadOptStr(const json& j, const char* key) {
 std::optional<TimePoint> ReadOptTime(const json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return std::nullopt;
   return TimePoint(Duration(j[key].get<int64_t>()));
-}
-
-json OptInt(const std::optional<int>& v) { return v ? json(*v) : json(nullptr); }
-
-json SlurmToJson(const SlurmTaskOptions& o) {
-  return {{"partition", OptStr(o.partition)}, {"cpus_per_task", OptInt(o.cpus_per_task)},
-          {"mem", OptStr(o.mem)},             {"time", OptStr(o.time)},
-          {"gres", OptStr(o.gres)},           {"extra_args", o.extra_args},
-          {"array", o.array}};
 }
 
 // Snapshots from before the Slurm options have none: they read as unset.
@@ -53,14 +41,6 @@ SlurmTaskOptions SlurmFromJson(const json& parent) {
   if (j.contains("extra_args")) o.extra_args = j["extra_args"].get<std::vector<std::string>>();
   if (j.contains("array")) o.array = j["array"].get<bool>();
   return o;
-}
-
-json OptInt64(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
-
-json LimitsToJson(const TaskLimits& l) {
-  return {{"log_size", OptInt64(l.log_size)},     {"cpu_time_ms", OptMs(l.cpu_time)},
-          {"address_space", OptInt64(l.address_space)}, {"open_files", OptInt64(l.open_files)},
-          {"nice", OptInt(l.nice)}};
 }
 
 // Snapshots from before limits existed have none: they read as unset.
@@ -87,39 +67,6 @@ TaskLimits LimitsFromJson(const json& parent) {
 const Task& DefaultTask() {
   static const Task task;
   return task;
-}
-
-json TaskToJson(const Task& t) {
-  const Task& d = DefaultTask();
-  json j = {{"task_id", t.task_id}, {"command", t.command}};
-  if (!t.depends_on.empty()) j["depends_on"] = t.depends_on;
-  if (t.trigger_rule != d.trigger_rule) j["trigger_rule"] = std::string(ToString(t.trigger_rule));
-  if (t.retries != d.retries) j["retries"] = t.retries;
-  if (t.retry_delay != d.retry_delay) j["retry_delay_ms"] = t.retry_delay.count();
-  if (t.retry_exponential_backoff != d.retry_exponential_backoff) {
-    j["retry_exponential_backoff"] = t.retry_exponential_backoff;
-  }
-  if (t.max_retry_delay) j["max_retry_delay_ms"] = t.max_retry_delay->count();
-  if (t.execution_timeout) j["execution_timeout_ms"] = t.execution_timeout->count();
-  if (t.pool != d.pool) j["pool"] = t.pool;
-  if (t.priority_weight != d.priority_weight) j["priority_weight"] = t.priority_weight;
-  if (!t.env.empty()) j["env"] = t.env;
-  if (t.cwd != d.cwd) j["cwd"] = t.cwd;
-  if (t.window) j["window"] = *t.window;
-  if (t.executor) j["executor"] = *t.executor;
-  if (t.map != d.map) {
-    j["map"] = {{"kind", static_cast<int>(t.map.kind)},
-                {"items", t.map.items},
-                {"range", t.map.range},
-                {"chunk", t.map.chunk},
-                {"from", t.map.from}};
-  }
-  if (t.cache != d.cache) {
-    j["cache"] = {{"enabled", t.cache.enabled}, {"inputs", t.cache.inputs}, {"outputs", t.cache.outputs}};
-  }
-  if (t.slurm != d.slurm) j["slurm"] = SlurmToJson(t.slurm);
-  if (t.limits != d.limits) j["limits"] = LimitsToJson(t.limits);
-  return j;
 }
 
 Task TaskFromJson(const json& j) {
@@ -161,59 +108,29 @@ Task TaskFromJson(const json& j) {
   return t;
 }
 
-// ---- A direct writer ------------------------------------------------------------------------
-// Builds the same text nlohmann's dump() gives for the json above (keys in std::map order, the
-// same escapes), without building the tree: a run of a 10,000-task DAG starts with a snapshot
-// of several megabytes, and the tree made it most of a run's creation cost.
-// (dag_snapshot_test checks the two agree.)
-
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // cut short
-    for (size_t k = 1; k <= n; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are invalid, as nlohmann judges.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
+// The snapshot is written directly rather than through an nlohmann::json tree: a run of a
+// 10,000-task DAG starts with a snapshot of several megabytes, and building a tree would be most
+// of a run's creation cost. The text is what nlohmann's dump() gives (keys in byte order, the same
+// escapes); RestoreDag reads it with nlohmann, and dag_snapshot_test checks the round trip.
 
 class Writer {
  public:
-  // False once a string was not valid UTF-8 (nlohmann refuses those; the caller falls back).
-  bool ok() const { return ok_; }
   std::string Take() { return std::move(out_); }
 
+  // Strings reach here from DAG files, which the loader refuses unless they are UTF-8; a string
+  // that is not (a Dag built in code) has each bad byte written as U+FFFD, as nlohmann's
+  // replace handler does, so that the snapshot is always JSON and writing it never fails.
   void Str(std::string_view s) {
-    if (!ValidUtf8(s)) ok_ = false;
     out_ += '"';
+    while (std::optional<size_t> bad = FindInvalidUtf8(s)) {
+      Escaped(s.substr(0, *bad));
+      out_ += "\xEF\xBF\xBD";
+      s.remove_prefix(*bad + 1);
+    }
+    Escaped(s);
+    out_ += '"';
+  }
+  void Escaped(std::string_view s) {
     for (char ch : s) {
       const auto c = static_cast<unsigned char>(ch);
       switch (c) {
@@ -249,7 +166,6 @@ class Writer {
           }
       }
     }
-    out_ += '"';
   }
   void Int(int64_t v) { out_ += std::to_string(v); }
   void Bool(bool v) { out_ += v ? "true" : "false"; }
@@ -302,7 +218,6 @@ class Writer {
  private:
   std::string out_;
   std::vector<bool> first_;
-  bool ok_ = true;
 };
 
 void WriteSlurm(Writer& w, const SlurmTaskOptions& o) {
@@ -317,7 +232,7 @@ void WriteSlurm(Writer& w, const SlurmTaskOptions& o) {
   w.End();
 }
 
-// The fields TaskToJson writes, in key order.
+// A task's fields in key order; a field at its default value (DefaultTask) is left out.
 void WriteTask(Writer& w, const Task& t) {
   const Task& d = DefaultTask();
   w.Begin();
@@ -402,41 +317,14 @@ std::string SnapshotDag(const Dag& dag) {
   w.Key("version"), w.Int(2);
   w.Key("window"), w.OptStr(dag.window);
   w.End();
-  if (w.ok()) return w.Take();
-  return SnapshotDagAsTree(dag);  // invalid UTF-8: nlohmann says so as it always did
-}
-
-std::string SnapshotDagAsTree(const Dag& dag) {
-  json tasks = json::array();
-  for (const Task& t : dag.tasks) tasks.push_back(TaskToJson(t));
-  json j = {
-      {"version", 2},
-      {"dag_id", dag.dag_id},
-      {"file_path", dag.file_path},
-      {"description", dag.description},
-      {"schedule", OptStr(dag.schedule)},
-      {"timezone", dag.timezone},
-      {"start_date", OptTime(dag.start_date)},
-      {"end_date", OptTime(dag.end_date)},
-      {"catchup", dag.catchup},
-      {"max_active_runs", dag.max_active_runs},
-      {"max_active_tasks", dag.max_active_tasks},
-      {"dagrun_timeout_ms", OptMs(dag.dagrun_timeout)},
-      {"on_success", OptStr(dag.on_success)},
-      {"on_failure", OptStr(dag.on_failure)},
-      {"window", OptStr(dag.window)},
-      {"tags", dag.tags},
-      {"params", dag.params},
-      {"env", dag.env},
-      {"slurm", SlurmToJson(dag.slurm)},
-      {"tasks", tasks},
-  };
-  return j.dump();
+  return w.Take();
 }
 
 Result<Dag> RestoreDag(std::string_view snapshot) {
+  Result<json> parsed = ParseJsonInput(snapshot);
+  if (!parsed.ok()) return Status::Corruption("cannot read DAG snapshot: " + parsed.status().message());
   try {
-    json j = json::parse(snapshot);
+    const json& j = *parsed;
     Dag dag;
     dag.dag_id = j.at("dag_id").get<std::string>();
     dag.file_path = j.at("file_path").get<std::string>();

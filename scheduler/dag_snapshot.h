@@ -10,10 +10,11 @@
 
 namespace nightshift {
 
+// The DAG as compact JSON. Never fails: a string that is not UTF-8 (the loader refuses such
+// files, so only a Dag built in code has one) is written with U+FFFD for each bad byte.
 std::string SnapshotDag(const Dag& dag);
-// The same text built through an nlohmann::json tree: SnapshotDag's reference (tests) and its
-// fallback for strings that are not valid UTF-8 (nlohmann throws for those, as it always did).
-std::string SnapshotDagAsTree(const Dag& dag);
+// The DAG a snapshot holds (also one written with every task field, version 1); Corruption
+// when it is not one.
 Result<Dag> RestoreDag(std::string_view snapshot);
 
 }  // namespace nightshift

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "scheduler/json_input.h"
+
 namespace nightshift {
 namespace {
 using json = nlohmann::json;
 
-std::string ItemText(const json& item) { return item.is_string() ? item.get<std::string>() : item.dump(); }
+std::string ItemText(const json& item) { return item.is_string() ? item.get<std::string>() : DumpJson(item); }
 
 }  // namespace
 
@@ -32,12 +34,12 @@ std::optional<int64_t> StaticMapCount(const Task& task) {
 }
 
 Result<std::vector<std::string>> ItemsFromOutput(std::string_view upstream_task, std::string_view output_json) {
-  json value;
-  try {
-    value = json::parse(output_json);
-  } catch (const std::exception&) {
-    return Status::InvalidArgument("map from " + std::string(upstream_task) + ": its output is not valid JSON");
+  Result<json> parsed = ParseJsonInput(output_json);
+  if (!parsed.ok()) {
+    return Status::InvalidArgument("map from " + std::string(upstream_task) + ": its output is " +
+                                   parsed.status().message());
   }
+  const json& value = *parsed;
   if (!value.is_array()) {
     return Status::InvalidArgument("map from " + std::string(upstream_task) + ": its output must be a JSON array, got " +
                                    std::string(value.type_name()));
@@ -49,11 +51,8 @@ Result<std::vector<std::string>> ItemsFromOutput(std::string_view upstream_task,
 }
 
 std::string JsonToEnvValue(std::string_view json_text) {
-  try {
-    return ItemText(json::parse(json_text));
-  } catch (const std::exception&) {
-    return std::string(json_text);
-  }
+  Result<json> value = ParseJsonInput(json_text);
+  return value.ok() ? ItemText(*value) : std::string(json_text);
 }
 
 }  // namespace nightshift
