@@ -18,6 +18,8 @@
 
 #include "app/api_client.h"
 #include "core/time.h"
+#include "core/utf8.h"
+#include "scheduler/json_input.h"
 
 namespace nightshift {
 namespace {
@@ -64,7 +66,7 @@ std::string Text(const json& object, const char* key) {
   if (it == object.end() || it->is_null()) return "-";
   if (it->is_string()) return it->get<std::string>().empty() ? "-" : it->get<std::string>();
   if (it->is_boolean()) return it->get<bool>() ? "yes" : "no";
-  return it->dump();
+  return DumpJson(*it);
 }
 
 std::string TaskName(const json& ti) {
@@ -159,25 +161,27 @@ class DaemonSession {
 
   // A request whose answer must be a 2xx JSON document.
   Result<json> Json(std::string_view method, const std::string& target, const json* body = nullptr) {
-    auto response = Send(method, target, body ? body->dump() : std::string());
+    auto response = Send(method, target, body ? DumpJson(*body) : std::string());
     if (!response.ok()) return response.status();
     if (response->status < 200 || response->status > 299) return Status::IOError(ErrorMessage(*response));
-    try {
-      return json::parse(response->body);
-    } catch (const json::exception&) {
+    Result<json> answer = ParseJsonInput(response->body);
+    if (!answer.ok()) {
       return Status::IOError("the server at " + Url() + " answered " + target +
-                             " with something other than JSON; is it a nightshift daemon?");
+                             " with something other than JSON (" + answer.status().message() +
+                             "); is it a nightshift daemon?");
     }
+    return answer;
   }
   Result<json> Get(const std::string& target) { return Json("GET", target); }
 
   // "DAG \"nope\" not found (404)": the API's JSON detail when there is one.
   std::string ErrorMessage(const ApiResponse& response) const {
     std::string detail;
-    try {
-      json body = json::parse(response.body);
-      if (body.is_object() && body.contains("detail") && body["detail"].is_string()) detail = body["detail"];
-    } catch (const json::exception&) {
+    if (Result<json> body = ParseJsonInput(response.body); body.ok()) {
+      if (body->is_object() && body->contains("detail") && (*body)["detail"].is_string()) {
+        detail = (*body)["detail"];
+      }
+    } else {
       // Not the API's JSON (a proxy's page, say): show its first line instead.
       detail = Trim(response.body.substr(0, response.body.find('\n')));
       if (detail.size() > 200) detail = detail.substr(0, 200) + "...";
@@ -347,11 +351,9 @@ std::optional<long long> ParseOffset(const std::string& text) {
 Result<std::string> BuildTriggerConf(const std::string& conf_json, const std::vector<std::string>& params) {
   json conf = json::object();
   if (!Trim(conf_json).empty()) {
-    try {
-      conf = json::parse(conf_json);
-    } catch (const json::parse_error& e) {
-      return Status::InvalidArgument(std::string("--conf is not valid JSON: ") + e.what());
-    }
+    Result<json> parsed = ParseJsonInput(conf_json);
+    if (!parsed.ok()) return Status::InvalidArgument("--conf is " + parsed.status().message());
+    conf = std::move(*parsed);
     if (!conf.is_object()) {
       return Status::InvalidArgument("--conf must be a JSON object such as '{\"region\": \"eu\"}', got " +
                                      std::string(conf.type_name()));
@@ -362,9 +364,13 @@ Result<std::string> BuildTriggerConf(const std::string& conf_json, const std::ve
     if (eq == std::string::npos || eq == 0) {
       return Status::InvalidArgument("--param expects k=v, got \"" + param + "\"");
     }
+    if (std::optional<size_t> bad = FindInvalidUtf8(param)) {
+      return Status::InvalidArgument("--param " + param.substr(0, eq) + ": " +
+                                     InvalidUtf8Message(static_cast<unsigned char>(param[*bad])));
+    }
     conf[param.substr(0, eq)] = param.substr(eq + 1);
   }
-  return conf.dump();
+  return DumpJson(conf);
 }
 
 int ListDagsCommand(const Config& config, const RemoteOptions& remote) {
@@ -430,7 +436,7 @@ int ShowDagCommand(const Config& config, const RemoteOptions& remote, const std:
       {"paused", Text(*dag, "is_paused")},
       {"next_run", Text(*dag, "next_run")},
       {"tags", tags.empty() ? "-" : tags},
-      {"params", dag->value("params", json::object()).dump()},
+      {"params", DumpJson(dag->value("params", json::object()))},
   };
   if (dag->value("has_import_errors", false)) {
     fields.emplace_back("import_errors", "yes: the file has errors; this is the last version that loaded");
@@ -469,7 +475,9 @@ int TriggerDagCommand(const Config& config, const RemoteOptions& remote, const T
   if (!conf.ok()) return BadInput(conf.status().message());
   auto daemon = DaemonSession::Open(config, remote);
   if (!daemon.ok()) return BadInput(daemon.status().message());
-  json body = {{"conf", json::parse(*conf)}};
+  Result<json> conf_value = ParseJsonInput(*conf);
+  if (!conf_value.ok()) return BadInput("--conf is " + conf_value.status().message());
+  json body = {{"conf", std::move(*conf_value)}};
   if (!options.run_id.empty()) body["dag_run_id"] = options.run_id;
   auto run = daemon->Json("POST", DagPath(options.dag_id) + "/dagRuns", &body);
   if (!run.ok()) return Fail(run.status());

@@ -21,6 +21,7 @@
 #include "executor/routing_executor.h"
 #include "executor/slurm_executor.h"
 #include "scheduler/dag_registry.h"
+#include "scheduler/json_input.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_loop.h"
 
@@ -169,7 +170,8 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
 
   nlohmann::json conf = nlohmann::json::object();
   for (const auto& [k, v] : options.params) conf[k] = v;
-  auto run = scheduler.TriggerRun(dag_id, std::nullopt, std::nullopt, conf.dump(), options.tasks);
+  // DumpJson: a --param byte that is not UTF-8 becomes U+FFFD instead of throwing.
+  auto run = scheduler.TriggerRun(dag_id, std::nullopt, std::nullopt, DumpJson(conf), options.tasks);
   if (!run.ok()) {
     std::fprintf(stderr, "cannot start run: %s\n", run.status().ToString().c_str());
     return 2;

@@ -8,6 +8,7 @@
 
 #include "core/embedded_file.h"
 #include "scheduler/dag_registry.h"
+#include "scheduler/json_input.h"
 #include "web/prometheus.h"
 
 namespace nightshift {
@@ -39,8 +40,8 @@ const char* StatusTitle(int status) {
 HttpResponse JsonResponse(const json& body, int status = 200) {
   HttpResponse response;
   response.status = status;
-  // Replace invalid UTF-8 (e.g. from a log or a file name) rather than failing the request.
-  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Invalid UTF-8 (from a log or a file name) is replaced rather than failing the request.
+  response.body = DumpJson(body);
   return response;
 }
 
@@ -76,12 +77,10 @@ std::optional<int> QueryInt(const ParsedTarget& target, const std::string& name,
 }
 
 json RunJson(const DagRun& run) {
-  json conf = json::object();
-  try {
-    conf = json::parse(run.conf.empty() ? "{}" : run.conf);
-  } catch (const std::exception&) {
-    // Stored conf is validated on the way in; show an empty object rather than fail the read.
-  }
+  // Stored conf is validated on the way in; a damaged row shows as an empty object rather than
+  // failing the read.
+  Result<json> stored = ParseJsonInput(run.conf.empty() ? "{}" : run.conf);
+  json conf = stored.ok() ? std::move(*stored) : json::object();
   return {{"dag_id", run.dag_id},
           {"dag_run_id", run.run_id},
           {"state", std::string(ToString(run.state))},
@@ -102,11 +101,9 @@ json TaskInstanceJson(const TaskInstance& ti) {
   }
   json output = nullptr;
   if (ti.output) {
-    try {
-      output = json::parse(*ti.output);
-    } catch (const std::exception&) {
-      output = *ti.output;
-    }
+    // An output the rules refuse is shown as the text it is (made UTF-8 by JsonResponse).
+    Result<json> parsed = ParseJsonInput(*ti.output);
+    output = parsed.ok() ? std::move(*parsed) : json(*ti.output);
   }
   return {{"task_id", ti.task_id},
           {"map_index", ti.map_index},
@@ -170,13 +167,12 @@ std::optional<HttpResponse> RefuseNonJsonBody(const HttpRequest& request) {
                             request.Header("content-type") + "\"");
 }
 
+// Every request body is read here, under the rules of scheduler/json_input.h (UTF-8, nesting).
 Result<json> ParseJsonBody(const HttpRequest& request) {
   if (request.body.empty()) return json::object();
-  try {
-    return json::parse(request.body);
-  } catch (const json::parse_error& e) {
-    return Status::InvalidArgument(std::string("request body is not valid JSON: ") + e.what());
-  }
+  Result<json> body = ParseJsonInput(request.body);
+  if (!body.ok()) return Status::InvalidArgument("request body is " + body.status().message());
+  return body;
 }
 
 // The body of a mark request, {"state": "success"|"failed"}: the state, or nullopt with the
@@ -410,7 +406,7 @@ HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, con
       logical_date = *parsed;
     } else if (key == "conf") {
       if (!value.is_object()) return JsonError(400, "conf must be a JSON object");
-      conf = value.dump();
+      conf = DumpJson(value);
     } else if (key == "note") {
       // Airflow accepts a note; Nightshift has nowhere to show it yet and ignores it.
     } else {

@@ -163,6 +163,30 @@ TEST_F(RouterTest, TriggerListAndConflict) {
   EXPECT_EQ(tis[0]["map_index"], -1);
 }
 
+// A conf nested 400,000 deep fits in the 1 MiB body limit; the JSON library parses it without
+// recursion but prints and copies it recursively, which overflowed the daemon's stack.
+TEST_F(RouterTest, BodiesNestedTooDeepAreA400) {
+  const std::string deep = std::string(400000, '[') + std::string(400000, ']');
+  for (const std::string& target : {std::string("/api/v1/dags/etl/dagRuns"), std::string("/api/v1/dags/etl")}) {
+    const std::string method = target.ends_with("dagRuns") ? "POST" : "PATCH";
+    HttpResponse r = Call(method, target, R"({"conf": {"a": )" + deep + "}}");
+    ASSERT_EQ(r.status, 400) << target;
+    EXPECT_EQ(Body(r)["detail"], "request body is nested deeper than 64 levels (at byte 77)") << target;
+  }
+  EXPECT_EQ(Call("GET", "/api/v1/health").status, 200);
+  const std::string at_limit = std::string(62, '[') + std::string(62, ']');  // 64 with the body and conf objects
+  HttpResponse ok = Call("POST", "/api/v1/dags/etl/dagRuns", R"({"conf": {"a": )" + at_limit + "}}");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(Body(ok)["conf"]["a"].dump(), at_limit);
+}
+
+TEST_F(RouterTest, BodiesThatAreNotUtf8AreA400) {
+  HttpResponse r = Call("POST", "/api/v1/dags/etl/dagRuns", "{\"conf\": {\"city\": \"Z\xfc" "rich\"}}");
+  ASSERT_EQ(r.status, 400);
+  EXPECT_EQ(Body(r)["detail"], "request body is not valid UTF-8 (byte 0xFC) at byte 20");
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns"))["total_entries"], 0);
+}
+
 TEST_F(RouterTest, PauseAndUnpause) {
   HttpResponse r = Call("PATCH", "/api/v1/dags/etl", R"({"is_paused":true})");
   ASSERT_EQ(r.status, 200) << r.body;
