@@ -99,6 +99,13 @@ class DeepNestingTest(unittest.TestCase):
         conf = {"a": [[[[1]]]]}
         self.assertEqual(self.api.trigger("d", conf=conf)["conf"], conf)
 
+    def test_cli_conf_nested_too_deep_is_a_usage_error(self):
+        # Checked before any request is sent: no daemon is needed.
+        conf = '{"a": ' + "[" * 1000 + "]" * 1000 + "}"
+        result = run(["dags", "trigger", "d", "--config", self.ws.config, "--conf", conf])
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stderr.strip(), "nightshift: --conf is nested deeper than 64 levels (at byte 69)")
+
     @unittest.expectedFailure  # until Scheduler::ReadOutput reads outputs through ParseTryOutput
     def test_output_nested_too_deep_fails_the_try_with_the_reason(self):
         # 30,000 levels: under the 64 KiB output limit.
