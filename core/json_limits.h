@@ -1,8 +1,8 @@
 // The one nesting rule for structured text from outside (request bodies, a trigger's conf, the
 // JSON a task writes to NIGHTSHIFT_OUTPUT, params in a DAG file): at most kMaxNestingDepth
-// arrays and objects inside each other. The JSON and YAML libraries recurse per level when they
-// copy, print or free a value, so a deeper value from a user could overflow the stack; it is
-// refused before it reaches them.
+// arrays and objects inside each other. The JSON library recurses once per level to copy or
+// print a value (and yaml-cpp to parse one), so a deeper value from a user could overflow the
+// stack; it is refused before it reaches them.
 #pragma once
 
 #include <string>

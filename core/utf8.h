@@ -14,8 +14,6 @@ namespace nightshift {
 // `text` is valid.
 std::optional<size_t> FindInvalidUtf8(std::string_view text);
 
-inline bool IsValidUtf8(std::string_view text) { return !FindInvalidUtf8(text).has_value(); }
-
 // Where byte `offset` of `text` sits as an editor counts: 1-based line, and 1-based column in
 // characters (a UTF-8 sequence before it on the line counts once; a byte that is not valid
 // UTF-8 counts as one character).

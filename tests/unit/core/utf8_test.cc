@@ -9,10 +9,10 @@ namespace nightshift {
 namespace {
 
 TEST(Utf8Test, ValidTextHasNoBadByte) {
-  EXPECT_TRUE(IsValidUtf8(""));
-  EXPECT_TRUE(IsValidUtf8("plain ASCII, long enough to take the eight-byte path"));
-  EXPECT_TRUE(IsValidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x8C\x99"));  // é € 🌙
-  EXPECT_TRUE(IsValidUtf8(std::string("nul \0 inside", 12)));
+  EXPECT_EQ(FindInvalidUtf8(""), std::nullopt);
+  EXPECT_EQ(FindInvalidUtf8("plain ASCII, long enough to take the eight-byte path"), std::nullopt);
+  EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x8C\x99"), std::nullopt);  // é € 🌙
+  EXPECT_EQ(FindInvalidUtf8(std::string("nul \0 inside", 12)), std::nullopt);
 }
 
 TEST(Utf8Test, FindsTheFirstBadByte) {
