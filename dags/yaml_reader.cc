@@ -16,29 +16,16 @@
 #include <string>
 #include <utility>
 
+#include "core/strings.h"
 #include "core/time.h"
 
 namespace nightshift {
 namespace {
 
-// Long values are cut in messages so that one bad line cannot flood a terminal.
-constexpr size_t kMaxQuotedChars = 60;
 // An alias may point back at its own ancestor (yaml-cpp builds a cyclic graph for "&a [*a]"),
 // and a few aliases can expand exponentially; both limits stop a walk that would never end.
 constexpr int kMaxJsonDepth = 64;
 constexpr size_t kMaxJsonNodes = 100000;
-
-std::string Quote(std::string_view text) {
-  std::string out = "\"";
-  if (text.size() > kMaxQuotedChars) {
-    out += text.substr(0, kMaxQuotedChars);
-    out += "...";
-  } else {
-    out += text;
-  }
-  out += '"';
-  return out;
-}
 
 // Optimal string alignment distance: Levenshtein plus swaps of neighbouring characters, which
 // is the most common typo ("retires" for "retries").
