@@ -193,6 +193,29 @@ const date::time_zone* FindZone(std::string_view name) {
 // *WallMinute functions take it.
 seconds WallClock(date::sys_seconds t, seconds offset) { return t.time_since_epoch() + offset; }
 
+// Walks wall-clock days from `day` toward `bound` (forwards or backwards) and returns the first
+// whose month is in `months` and for which matches(day_of_month, month, weekday) holds, or a
+// day beyond `bound` when none does. A month not in `months` is crossed in one jump.
+template <bool kForward, typename Matches>
+date::local_days WalkToMatchingDay(date::local_days day, date::local_days bound, const std::bitset<13>& months,
+                                   Matches matches) {
+  while (kForward ? day <= bound : day >= bound) {
+    const date::year_month_day ymd(day);
+    const unsigned month = static_cast<unsigned>(ymd.month());
+    if (!months[month]) {
+      day = kForward ? date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1)
+                     : date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
+      continue;
+    }
+    if (matches(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month),
+                static_cast<int>(date::weekday(day).c_encoding()))) {
+      return day;
+    }
+    day += date::days(kForward ? 1 : -1);
+  }
+  return day;
+}
+
 // Floor division that rounds toward negative infinity, for instants before the anchor.
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0); }
 
@@ -343,21 +366,13 @@ std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
   // Walk local calendar days. Because ToSys() is monotonic, a day (or hour) whose end maps to
   // an instant <= after holds no candidate and is skipped with a single conversion; a month
   // that isn't allowed is skipped in one jump. An impossible expression costs ~1800 cheap steps.
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
   date::local_days day = LocalDay(zone, after) - date::days(1);
   const date::local_days limit = day + kHorizon;
-  while (day <= limit) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
-        ToSys(zone, day + date::days(1)) <= after) {
-      day += date::days(1);
-      continue;
-    }
+  for (;; day += date::days(1)) {
+    day = WalkToMatchingDay<true>(day, limit, months_, day_ok);
+    if (day > limit) break;
+    if (ToSys(zone, day + date::days(1)) <= after) continue;
     for (int h = 0; h < 24; ++h) {
       if (!hours_[h]) continue;
       const date::local_seconds hour_start = day + std::chrono::hours(h);
@@ -368,7 +383,6 @@ std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
         if (t > after) return t;
       }
     }
-    day += date::days(1);
   }
   return std::nullopt;
 }
@@ -402,21 +416,13 @@ std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
 
   // The mirror image of Next(): walk days backwards, newest candidate first. Start one day
   // late because in an autumn fall-back a later wall time can map to an earlier instant.
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
   date::local_days day = LocalDay(zone, at) + date::days(1);
   const date::local_days limit = day - kHorizon;
-  while (day >= limit) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
-        ToSys(zone, day) > at) {
-      day -= date::days(1);
-      continue;
-    }
+  for (;; day -= date::days(1)) {
+    day = WalkToMatchingDay<false>(day, limit, months_, day_ok);
+    if (day < limit) break;
+    if (ToSys(zone, day) > at) continue;
     for (int h = 23; h >= 0; --h) {
       if (!hours_[h]) continue;
       const date::local_seconds hour_start = day + std::chrono::hours(h);
@@ -427,7 +433,6 @@ std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
         if (t <= at) return t;
       }
     }
-    day -= date::days(1);
   }
   return std::nullopt;
 }
@@ -436,29 +441,22 @@ std::optional<seconds> CronSchedule::NextWallMinute(seconds after_wall, seconds 
   const date::local_seconds last(last_wall);
   const date::local_seconds first =
       std::chrono::floor<std::chrono::minutes>(date::local_seconds(after_wall)) + std::chrono::minutes(1);
-  date::local_days day = std::chrono::floor<date::days>(first);
-  while (day <= last) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow)) {
-      for (int h = 0; h < 24; ++h) {
-        if (!hours_[h]) continue;
-        const date::local_seconds hour_start = day + std::chrono::hours(h);
-        if (hour_start + std::chrono::minutes(59) < first) continue;
-        for (int m = 0; m < 60; ++m) {
-          const date::local_seconds t = hour_start + std::chrono::minutes(m);
-          if (!minutes_[m] || t < first) continue;
-          if (t > last) return std::nullopt;
-          return t.time_since_epoch();
-        }
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
+  const date::local_days last_day = std::chrono::floor<date::days>(last);
+  for (date::local_days day = std::chrono::floor<date::days>(first);; day += date::days(1)) {
+    day = WalkToMatchingDay<true>(day, last_day, months_, day_ok);
+    if (day > last_day) break;
+    for (int h = 0; h < 24; ++h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (hour_start + std::chrono::minutes(59) < first) continue;
+      for (int m = 0; m < 60; ++m) {
+        const date::local_seconds t = hour_start + std::chrono::minutes(m);
+        if (!minutes_[m] || t < first) continue;
+        if (t > last) return std::nullopt;
+        return t.time_since_epoch();
       }
     }
-    day += date::days(1);
   }
   return std::nullopt;
 }
@@ -466,29 +464,22 @@ std::optional<seconds> CronSchedule::NextWallMinute(seconds after_wall, seconds 
 std::optional<seconds> CronSchedule::PreviousWallMinute(seconds at_wall, seconds first_wall) const {
   const date::local_seconds first(first_wall);
   const date::local_seconds last = std::chrono::floor<std::chrono::minutes>(date::local_seconds(at_wall));
-  date::local_days day = std::chrono::floor<date::days>(last);
-  while (day + date::days(1) > first) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow)) {
-      for (int h = 23; h >= 0; --h) {
-        if (!hours_[h]) continue;
-        const date::local_seconds hour_start = day + std::chrono::hours(h);
-        if (hour_start > last) continue;
-        for (int m = 59; m >= 0; --m) {
-          const date::local_seconds t = hour_start + std::chrono::minutes(m);
-          if (!minutes_[m] || t > last) continue;
-          if (t < first) return std::nullopt;
-          return t.time_since_epoch();
-        }
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
+  const date::local_days first_day = std::chrono::floor<date::days>(first);
+  for (date::local_days day = std::chrono::floor<date::days>(last);; day -= date::days(1)) {
+    day = WalkToMatchingDay<false>(day, first_day, months_, day_ok);
+    if (day < first_day) break;
+    for (int h = 23; h >= 0; --h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (hour_start > last) continue;
+      for (int m = 59; m >= 0; --m) {
+        const date::local_seconds t = hour_start + std::chrono::minutes(m);
+        if (!minutes_[m] || t > last) continue;
+        if (t < first) return std::nullopt;
+        return t.time_since_epoch();
       }
     }
-    day -= date::days(1);
   }
   return std::nullopt;
 }
