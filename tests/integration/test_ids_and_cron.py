@@ -9,6 +9,18 @@ from harness import Api, Daemon, Workspace, get, run, wait_for
 ID_RULE = 'use 1 to 200 letters, digits, "_", "." or "-", not only dots'
 
 
+def one_task_dag(first_line):
+    """A DAG file's text: `first_line`, then one task."""
+    return f'{first_line}\ntasks:\n  - task_id: a\n    command: "true"\n'
+
+
+def validate(test, ws, returncode):
+    """`nightshift dags validate` on the workspace's folder; its output lines."""
+    result = run(["dags", "validate", ws.dags], cwd=ws.root)
+    test.assertEqual(result.returncode, returncode, result.stdout + result.stderr)
+    return result.stdout.splitlines()
+
+
 def files_under(root):
     return sorted(os.path.relpath(os.path.join(folder, name), root)
                   for folder, _, names in os.walk(root) for name in names)
@@ -20,15 +32,8 @@ class IdsTest(unittest.TestCase):
         self.addCleanup(self.ws.cleanup)
 
     def test_a_dag_id_made_only_of_dots_is_an_import_error(self):
-        path = self.ws.write_dag("dots.yaml", """
-            dag_id: ".."
-            tasks:
-              - task_id: a
-                command: "true"
-        """)
-        result = run(["dags", "validate", self.ws.dags], cwd=self.ws.root)
-        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-        self.assertEqual(result.stdout.splitlines(), [f'{path}:2:9: invalid dag_id "..": {ID_RULE}'])
+        path = self.ws.write_dag("dots.yaml", one_task_dag('dag_id: ".."'))
+        self.assertEqual(validate(self, self.ws, 1), [f'{path}:1:9: invalid dag_id "..": {ID_RULE}'])
 
     def test_run_refuses_it_and_writes_nothing(self):
         path = self.ws.write_dag("dots.yaml", """
@@ -70,37 +75,15 @@ class CronPresetsTest(unittest.TestCase):
 
     def test_validate_accepts_quarterly_and_once_and_refuses_a_date_that_never_comes(self):
         for name, schedule in [("q", "@quarterly"), ("o", "@once"), ("leap", "0 0 29 2 *")]:
-            self.ws.write_dag(f"{name}.yaml", f"""
-                schedule: "{schedule}"
-                tasks:
-                  - task_id: a
-                    command: "true"
-            """)
-        result = run(["dags", "validate", self.ws.dags], cwd=self.ws.root)
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        path = self.ws.write_dag("never.yaml", """
-            schedule: "0 0 30 2 *"
-            tasks:
-              - task_id: a
-                command: "true"
-        """)
-        result = run(["dags", "validate", self.ws.dags], cwd=self.ws.root)
-        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
-        self.assertEqual(result.stdout.splitlines(),
-                         [f'{path}:2:11: schedule: cron "0 0 30 2 *" never fires: February has no day 30'])
+            self.ws.write_dag(f"{name}.yaml", one_task_dag(f'schedule: "{schedule}"'))
+        validate(self, self.ws, 0)
+        path = self.ws.write_dag("never.yaml", one_task_dag('schedule: "0 0 30 2 *"'))
+        self.assertEqual(validate(self, self.ws, 1),
+                         [f'{path}:1:11: schedule: cron "0 0 30 2 *" never fires: February has no day 30'])
 
     def test_once_makes_one_run_and_no_second_after_a_restart(self):
-        self.ws.write_dag("once.yaml", """
-            schedule: "@once"
-            tasks:
-              - task_id: a
-                command: "true"
-        """)
-        self.ws.write_dag("probe.yaml", """
-            tasks:
-              - task_id: a
-                command: "true"
-        """)
+        self.ws.write_dag("once.yaml", one_task_dag('schedule: "@once"'))
+        self.ws.write_dag("probe.yaml", one_task_dag("description: triggered by hand"))
 
         def runs():
             status, body = get(f"{self.ws.url}/api/v1/dags/once/dagRuns")
