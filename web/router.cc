@@ -385,7 +385,7 @@ HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, con
   for (const auto& [key, value] : body->items()) {
     if (key == "dag_run_id") {
       if (!value.is_string() || !IsValidRunId(value.get<std::string>())) {
-        return JsonError(400, "dag_run_id must be 1-250 characters of letters, digits and _.~:+-");
+        return JsonError(400, "invalid dag_run_id: " + std::string(kRunIdRule));
       }
       run_id = value.get<std::string>();
     } else if (key == "logical_date") {
