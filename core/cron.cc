@@ -23,8 +23,8 @@ constexpr date::days kHorizon{5 * 366 + 2};
 constexpr std::array<std::string_view, 12> kMonthNames = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
 constexpr std::array<std::string_view, 12> kMonthFullNames = {
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December"};
+    "January", "February", "March",     "April",   "May",      "June",
+    "July",    "August",   "September", "October", "November", "December"};
 constexpr std::array<std::string_view, 7> kDayNames = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
 
 struct FieldSpec {
@@ -197,8 +197,8 @@ seconds WallClock(date::sys_seconds t, seconds offset) { return t.time_since_epo
 // whose month is in `months` and for which matches(day_of_month, month, weekday) holds, or a
 // day beyond `bound` when none does. A month not in `months` is crossed in one jump.
 template <bool kForward, typename Matches>
-date::local_days WalkToMatchingDay(date::local_days day, date::local_days bound, const std::bitset<13>& months,
-                                   Matches matches) {
+date::local_days WalkToMatchingDay(date::local_days day, date::local_days bound,
+                                   const std::bitset<13>& months, Matches matches) {
   while (kForward ? day <= bound : day >= bound) {
     const date::year_month_day ymd(day);
     const unsigned month = static_cast<unsigned>(ymd.month());
@@ -259,8 +259,8 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::strin
       return s;
     }
     static const std::pair<std::string_view, std::string_view> kPresets[] = {
-        {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@quarterly", "0 0 1 */3 *"},
-        {"@monthly", "0 0 1 * *"}, {"@weekly", "0 0 * * 0"},  {"@daily", "0 0 * * *"},
+        {"@yearly", "0 0 1 1 *"},   {"@annually", "0 0 1 1 *"}, {"@quarterly", "0 0 1 */3 *"},
+        {"@monthly", "0 0 1 * *"},  {"@weekly", "0 0 * * 0"},   {"@daily", "0 0 * * *"},
         {"@midnight", "0 0 * * *"}, {"@hourly", "0 * * * *"},
     };
     for (const auto& [name, expansion] : kPresets) {

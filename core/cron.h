@@ -67,15 +67,17 @@ class CronSchedule {
   // Wall-clock readings as seconds since 1970-01-01 00:00 on that clock, with no zone.
   // NextWallMinute: the first matching minute after `after` and at or before `last`;
   // PreviousWallMinute: the last one at or before `at` and at or after `first`.
-  std::optional<std::chrono::seconds> NextWallMinute(std::chrono::seconds after, std::chrono::seconds last) const;
-  std::optional<std::chrono::seconds> PreviousWallMinute(std::chrono::seconds at, std::chrono::seconds first) const;
+  std::optional<std::chrono::seconds> NextWallMinute(std::chrono::seconds after,
+                                                     std::chrono::seconds last) const;
+  std::optional<std::chrono::seconds> PreviousWallMinute(std::chrono::seconds at,
+                                                         std::chrono::seconds first) const;
 
   std::string expression_;
   std::string timezone_ = "UTC";
   std::optional<Duration> interval_;  // set for "@every"
   TimePoint anchor_{};
   bool anchored_ = false;
-  bool once_ = false;                     // "@once"
+  bool once_ = false;                      // "@once"
   bool hours_follow_the_instant_ = false;  // hour field "*" or a step; see Next()
   std::bitset<60> minutes_;
   std::bitset<24> hours_;

@@ -20,7 +20,6 @@ inline constexpr std::string_view kIdRule =
 // allow "~", ":" and "+", and up to 250 characters; never only dots either.
 constexpr size_t kMaxRunIdLength = 250;
 bool IsValidRunId(std::string_view id);
-inline constexpr std::string_view kRunIdRule =
-    "use 1 to 250 letters, digits and \"_.~:+-\", not only dots";
+inline constexpr std::string_view kRunIdRule = "use 1 to 250 letters, digits and \"_.~:+-\", not only dots";
 
 }  // namespace nightshift

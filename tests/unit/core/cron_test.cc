@@ -283,15 +283,16 @@ bool WallClockMatches(const std::vector<std::string>& fields, std::chrono::secon
 
 // The reference for schedules whose hours follow real time: every whole UTC minute in
 // (from, to] whose wall-clock reading in `zone` matches, found one minute at a time.
-std::vector<std::string> BruteForceRealTime(std::string_view expr, const date::time_zone* zone, TimePoint from,
-                                            TimePoint to) {
+std::vector<std::string> BruteForceRealTime(std::string_view expr, const date::time_zone* zone,
+                                            TimePoint from, TimePoint to) {
   const std::vector<std::string> fields = SplitFields(expr);
   std::vector<std::string> out;
   date::sys_info span = zone->get_info(date::sys_seconds(std::chrono::floor<std::chrono::seconds>(from)));
   for (date::sys_seconds t = std::chrono::floor<std::chrono::minutes>(from) + std::chrono::minutes(1);
        TimePoint(t) <= to; t += std::chrono::minutes(1)) {
     if (t >= span.end) span = zone->get_info(t);
-    if (WallClockMatches(fields, t.time_since_epoch() + span.offset)) out.push_back(FormatRfc3339(TimePoint(t)));
+    if (WallClockMatches(fields, t.time_since_epoch() + span.offset))
+      out.push_back(FormatRfc3339(TimePoint(t)));
   }
   return out;
 }
@@ -370,11 +371,13 @@ TEST(CronTest, HourlyFiresEveryRealHourAcrossTheAutumnChange) {
   // 2026-10-25 in Berlin: 02:00 CEST (00:00Z), 02:00 CET (01:00Z), 03:00 CET (02:00Z). Six
   // real hours make six fire times, so catchup over the night processes six whole intervals.
   CronSchedule s = MustParse("0 * * * *", "Europe/Berlin");
-  EXPECT_EQ(FiresBetween(s, At("2026-10-24T21:30:00Z"), At("2026-10-25T03:30:00Z")),
-            (std::vector<std::string>{"2026-10-24T22:00:00Z", "2026-10-24T23:00:00Z", "2026-10-25T00:00:00Z",
-                                      "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z", "2026-10-25T03:00:00Z"}));
+  EXPECT_EQ(
+      FiresBetween(s, At("2026-10-24T21:30:00Z"), At("2026-10-25T03:30:00Z")),
+      (std::vector<std::string>{"2026-10-24T22:00:00Z", "2026-10-24T23:00:00Z", "2026-10-25T00:00:00Z",
+                                "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z", "2026-10-25T03:00:00Z"}));
   EXPECT_EQ(Fmt(s.Previous(At("2026-10-25T01:59:00Z"))), "2026-10-25T01:00:00Z");
-  EXPECT_EQ(Fmt(MustParse("@hourly", "Europe/Berlin").Next(At("2026-10-25T00:00:00Z"))), "2026-10-25T01:00:00Z");
+  EXPECT_EQ(Fmt(MustParse("@hourly", "Europe/Berlin").Next(At("2026-10-25T00:00:00Z"))),
+            "2026-10-25T01:00:00Z");
   // A step in the hour field follows real time too: 02:00 comes twice.
   EXPECT_EQ(FiresBetween(MustParse("0 */2 * * *", "Europe/Berlin"), At("2026-10-24T21:30:00Z"),
                          At("2026-10-25T03:30:00Z")),
@@ -421,9 +424,11 @@ TEST(CronTest, WildcardHoursFollowRealTimeInEveryZoneWithDst) {
         // The whole two years, fire by fire (the sparsest expression keeps this quick).
         std::optional<TimePoint> previous;
         size_t bad = 0;
-        for (std::optional<TimePoint> t = s.Next(TimePoint(begin)); t && *t < TimePoint(end); t = s.Next(*t)) {
+        for (std::optional<TimePoint> t = s.Next(TimePoint(begin)); t && *t < TimePoint(end);
+             t = s.Next(*t)) {
           const auto sys = std::chrono::floor<std::chrono::seconds>(*t);
-          const std::chrono::seconds local = sys.time_since_epoch() + zone.get_info(date::sys_seconds(sys)).offset;
+          const std::chrono::seconds local =
+              sys.time_since_epoch() + zone.get_info(date::sys_seconds(sys)).offset;
           if (!WallClockMatches(fields, local) || (previous && *previous >= *t)) ++bad;
           previous = t;
         }

@@ -605,8 +605,9 @@ TEST(DagLoaderErrorTest, TaskNotAMapping) {
 }
 
 TEST(DagLoaderErrorTest, InvalidDagId) {
-  ExpectError("dag_id: my dag\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
-              "invalid dag_id \"my dag\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
+  ExpectError(
+      "dag_id: my dag\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
+      "invalid dag_id \"my dag\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
 }
 
 TEST(DagLoaderErrorTest, DagIdTooLong) {

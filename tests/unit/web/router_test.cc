@@ -143,7 +143,8 @@ TEST_F(RouterTest, EveryIdTheLoaderAcceptsIsServedAndNoOther) {
   EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/...").status, 400);
   HttpResponse r = Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":".."})");
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(Body(r)["detail"], "invalid dag_run_id: use 1 to 250 letters, digits and \"_.~:+-\", not only dots");
+  EXPECT_EQ(Body(r)["detail"],
+            "invalid dag_run_id: use 1 to 250 letters, digits and \"_.~:+-\", not only dots");
 }
 
 TEST_F(RouterTest, WritesNeedTheRightToken) {
