@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/strings.h"
+
 namespace nightshift {
 
 Result<std::string> LoadOrCreateApiToken(const std::string& path) {
@@ -44,9 +46,7 @@ Result<std::string> LoadOrCreateApiToken(const std::string& path) {
   if (!in) return Status::IOError("cannot read API token file " + path);
   std::stringstream text;
   text << in.rdbuf();
-  std::string token = text.str();
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
+  std::string token(Trim(text.str()));
   if (token.empty()) return Status::InvalidArgument("API token file " + path + " is empty");
   return token;
 }

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/ids.h"
+#include "core/strings.h"
 #include "core/time.h"
 #include "core/window.h"
 #include "dags/limits_reader.h"
@@ -37,14 +39,6 @@ constexpr YamlAlias kConfigAliases[] = {{"dags_dir", "dags_folder"},
                                         {"address", "listen"},
                                         {"max_parallel", "parallelism"},
                                         {"workers", "parallelism"}};
-
-std::string Quote(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
-bool IsValidName(std::string_view name) {
-  if (name.empty() || name.size() > 200) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '.' || c == '-'; });
-}
 
 // "HOST:PORT", with IPv6 hosts in brackets ("[::1]:8080"). Port 0 lets the system pick one.
 bool IsValidListen(std::string_view text) {
@@ -170,9 +164,9 @@ class ConfigReader {
   void ReadPools(const YamlField& field) {
     const YamlMap pools = YamlMap::ReadFree(field.value, "pools", "pools.", diagnostics_);
     for (const YamlField& pool : pools.fields()) {
-      if (!IsValidName(pool.name)) {
-        Error(pool.key_position, "pools: invalid pool name " + Quote(pool.name) +
-                                     ": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+      if (!IsValidId(pool.name)) {
+        Error(pool.key_position,
+              "pools: invalid pool name " + Quote(pool.name) + ": " + std::string(kIdRule));
         continue;
       }
       if (pool.is_null()) {
@@ -187,9 +181,9 @@ class ConfigReader {
   void ReadWindows(const YamlField& field) {
     const YamlMap windows = YamlMap::ReadFree(field.value, "windows", "windows.", diagnostics_);
     for (const YamlField& window : windows.fields()) {
-      if (!IsValidName(window.name)) {
-        Error(window.key_position, "windows: invalid window name " + Quote(window.name) +
-                                       ": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+      if (!IsValidId(window.name)) {
+        Error(window.key_position,
+              "windows: invalid window name " + Quote(window.name) + ": " + std::string(kIdRule));
         continue;
       }
       ReadWindow(window);

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "app/api_client.h"
+#include "core/strings.h"
 #include "core/time.h"
 #include "core/utf8.h"
 #include "scheduler/json_input.h"
@@ -41,13 +42,6 @@ int BadInput(const std::string& message) {
   return 2;
 }
 
-std::string Trim(std::string text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  size_t start = 0;
-  while (start < text.size() && std::isspace(static_cast<unsigned char>(text[start]))) ++start;
-  return text.substr(start);
-}
-
 // Reads the API token without ever creating the file: that is the daemon's job, and a token
 // made up here would only be rejected.
 Result<std::string> ReadTokenFile(const std::string& path) {
@@ -55,7 +49,7 @@ Result<std::string> ReadTokenFile(const std::string& path) {
   if (!in) return Status::IOError("cannot read the token file " + path);
   std::stringstream text;
   text << in.rdbuf();
-  std::string token = Trim(text.str());
+  std::string token(Trim(text.str()));
   if (token.empty()) return Status::InvalidArgument("the token file " + path + " is empty");
   return token;
 }
@@ -183,7 +177,7 @@ class DaemonSession {
       }
     } else {
       // Not the API's JSON (a proxy's page, say): show its first line instead.
-      detail = Trim(response.body.substr(0, response.body.find('\n')));
+      detail = Trim(std::string_view(response.body).substr(0, response.body.find('\n')));
       if (detail.size() > 200) detail = detail.substr(0, 200) + "...";
     }
     if (detail.empty()) detail = "the daemon at " + Url() + " answered";

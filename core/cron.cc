@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -20,6 +22,9 @@ constexpr date::days kHorizon{5 * 366 + 2};
 
 constexpr std::array<std::string_view, 12> kMonthNames = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
                                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
+constexpr std::array<std::string_view, 12> kMonthFullNames = {
+    "January", "February", "March",     "April",   "May",      "June",
+    "July",    "August",   "September", "October", "November", "December"};
 constexpr std::array<std::string_view, 7> kDayNames = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
 
 struct FieldSpec {
@@ -41,18 +46,6 @@ const FieldSpec kFields[5] = {
     // 7 is accepted as Sunday (folded to 0 by the caller), as every cron does.
     {"day-of-week", 0, 7, kDayNames.data(), kDayNames.size(), 0, "SUN-SAT"},
 };
-
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::vector<std::string_view> SplitBlanks(std::string_view s) {
   std::vector<std::string_view> out;
@@ -196,6 +189,33 @@ const date::time_zone* FindZone(std::string_view name) {
   }
 }
 
+// The wall-clock reading at `t` when the zone's offset is `offset`, as CronSchedule's
+// *WallMinute functions take it.
+seconds WallClock(date::sys_seconds t, seconds offset) { return t.time_since_epoch() + offset; }
+
+// Walks wall-clock days from `day` toward `bound` (forwards or backwards) and returns the first
+// whose month is in `months` and for which matches(day_of_month, month, weekday) holds, or a
+// day beyond `bound` when none does. A month not in `months` is crossed in one jump.
+template <bool kForward, typename Matches>
+date::local_days WalkToMatchingDay(date::local_days day, date::local_days bound,
+                                   const std::bitset<13>& months, Matches matches) {
+  while (kForward ? day <= bound : day >= bound) {
+    const date::year_month_day ymd(day);
+    const unsigned month = static_cast<unsigned>(ymd.month());
+    if (!months[month]) {
+      day = kForward ? date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1)
+                     : date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
+      continue;
+    }
+    if (matches(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month),
+                static_cast<int>(date::weekday(day).c_encoding()))) {
+      return day;
+    }
+    day += date::days(kForward ? 1 : -1);
+  }
+  return day;
+}
+
 // Floor division that rounds toward negative infinity, for instants before the anchor.
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0); }
 
@@ -234,10 +254,14 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::strin
       return s;
     }
     if (words.size() != 1) return bad(std::string(words[0]) + " takes no fields after it");
+    if (preset == "@once") {
+      s.once_ = true;
+      return s;
+    }
     static const std::pair<std::string_view, std::string_view> kPresets[] = {
-        {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
-        {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
-        {"@hourly", "0 * * * *"},
+        {"@yearly", "0 0 1 1 *"},   {"@annually", "0 0 1 1 *"}, {"@quarterly", "0 0 1 */3 *"},
+        {"@monthly", "0 0 1 * *"},  {"@weekly", "0 0 * * 0"},   {"@daily", "0 0 * * *"},
+        {"@midnight", "0 0 * * *"}, {"@hourly", "0 * * * *"},
     };
     for (const auto& [name, expansion] : kPresets) {
       if (preset == name) {
@@ -247,8 +271,8 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::strin
     }
     if (fields.empty()) {
       return bad("unknown preset " + std::string(words[0]) +
-                 " (known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, \"@every "
-                 "<duration>\")");
+                 " (known: @yearly, @annually, @quarterly, @monthly, @weekly, @daily, @midnight, @hourly, "
+                 "@once, \"@every <duration>\")");
     }
   } else {
     if (words.size() != 5) {
@@ -274,7 +298,31 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::strin
   if (masks[4] & (uint64_t{1} << 7)) s.days_of_week_.set(0);
   s.dom_restricted_ = !unrestricted[2];
   s.dow_restricted_ = !unrestricted[4];
+  // "*", "*/2", "1-23/2": the schedule is about elapsed hours, not about one hour of the day.
+  s.hours_follow_the_instant_ = fields[1].find_first_of("*/") != std::string::npos;
+  if (std::string e = s.NeverFiresReason(); !e.empty()) {
+    return Status::InvalidArgument("cron \"" + std::string(expression) + "\" never fires: " + e);
+  }
   return s;
+}
+
+std::string CronSchedule::NeverFiresReason() const {
+  // Any weekday comes round in every month, so only a day-of-month that no allowed month has
+  // (with day-of-week left as "*") can never match. February counts 29 days: leap days happen.
+  if (dow_restricted_) return "";
+  static constexpr int kDaysIn[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int first_day = 0;
+  for (int d = 31; d >= 1; --d) {
+    if (days_of_month_[d]) first_day = d;
+  }
+  std::string months;
+  for (int m = 1; m <= 12; ++m) {
+    if (!months_[m]) continue;
+    if (first_day <= kDaysIn[m]) return "";
+    months += (months.empty() ? "" : ", ") + std::string(kMonthFullNames[m - 1]);
+  }
+  return (months.find(',') == std::string::npos ? months + " has no day " : months + " have no day ") +
+         std::to_string(first_day);
 }
 
 bool CronSchedule::MatchesDay(int day_of_month, int month, int day_of_week) const {
@@ -287,6 +335,10 @@ bool CronSchedule::MatchesDay(int day_of_month, int month, int day_of_week) cons
 }
 
 std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
+  if (once_) {
+    if (anchored_ && after < anchor_) return anchor_;
+    return std::nullopt;
+  }
   if (interval_) {
     const int64_t step = interval_->count();
     if (after < anchor_) return anchor_;
@@ -295,25 +347,32 @@ std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
   }
   const date::time_zone* zone = FindZone(timezone_);
   if (zone == nullptr) return std::nullopt;
+  if (hours_follow_the_instant_) {
+    // Within one span of constant UTC offset the wall clock is the instant plus that offset, so
+    // the span's first matching wall-clock minute is the answer; without one, try the next span.
+    const date::sys_seconds horizon = std::chrono::floor<seconds>(after) + kHorizon;
+    date::sys_seconds lower = std::chrono::floor<seconds>(after);  // fire times are whole seconds
+    while (lower < horizon) {
+      const date::sys_info span = zone->get_info(lower + seconds(1));
+      const date::sys_seconds span_end = std::min(span.end, horizon);
+      const std::optional<seconds> wall =
+          NextWallMinute(WallClock(lower, span.offset), WallClock(span_end - seconds(1), span.offset));
+      if (wall) return TimePoint(*wall - span.offset);
+      lower = span_end - seconds(1);
+    }
+    return std::nullopt;
+  }
 
   // Walk local calendar days. Because ToSys() is monotonic, a day (or hour) whose end maps to
   // an instant <= after holds no candidate and is skipped with a single conversion; a month
   // that isn't allowed is skipped in one jump. An impossible expression costs ~1800 cheap steps.
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
   date::local_days day = LocalDay(zone, after) - date::days(1);
   const date::local_days limit = day + kHorizon;
-  while (day <= limit) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days((ymd.year() / ymd.month() + date::months(1)) / 1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
-        ToSys(zone, day + date::days(1)) <= after) {
-      day += date::days(1);
-      continue;
-    }
+  for (;; day += date::days(1)) {
+    day = WalkToMatchingDay<true>(day, limit, months_, day_ok);
+    if (day > limit) break;
+    if (ToSys(zone, day + date::days(1)) <= after) continue;
     for (int h = 0; h < 24; ++h) {
       if (!hours_[h]) continue;
       const date::local_seconds hour_start = day + std::chrono::hours(h);
@@ -324,12 +383,15 @@ std::optional<TimePoint> CronSchedule::Next(TimePoint after) const {
         if (t > after) return t;
       }
     }
-    day += date::days(1);
   }
   return std::nullopt;
 }
 
 std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
+  if (once_) {
+    if (anchored_ && anchor_ <= at) return anchor_;
+    return std::nullopt;
+  }
   if (interval_) {
     if (at < anchor_) return std::nullopt;
     const int64_t step = interval_->count();
@@ -337,24 +399,30 @@ std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
   }
   const date::time_zone* zone = FindZone(timezone_);
   if (zone == nullptr) return std::nullopt;
+  if (hours_follow_the_instant_) {
+    // The mirror image of the span walk in Next().
+    const date::sys_seconds horizon = std::chrono::floor<seconds>(at) - kHorizon;
+    date::sys_seconds upper = std::chrono::floor<seconds>(at);
+    while (upper >= horizon) {
+      const date::sys_info span = zone->get_info(upper);
+      const date::sys_seconds span_begin = std::max(span.begin, horizon);
+      const std::optional<seconds> wall =
+          PreviousWallMinute(WallClock(upper, span.offset), WallClock(span_begin, span.offset));
+      if (wall) return TimePoint(*wall - span.offset);
+      upper = span_begin - seconds(1);
+    }
+    return std::nullopt;
+  }
 
   // The mirror image of Next(): walk days backwards, newest candidate first. Start one day
   // late because in an autumn fall-back a later wall time can map to an earlier instant.
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
   date::local_days day = LocalDay(zone, at) + date::days(1);
   const date::local_days limit = day - kHorizon;
-  while (day >= limit) {
-    const date::year_month_day ymd(day);
-    const unsigned month = static_cast<unsigned>(ymd.month());
-    if (!months_[month]) {
-      day = date::local_days(ymd.year() / ymd.month() / 1) - date::days(1);
-      continue;
-    }
-    const int dow = static_cast<int>(date::weekday(day).c_encoding());
-    if (!MatchesDay(static_cast<int>(static_cast<unsigned>(ymd.day())), static_cast<int>(month), dow) ||
-        ToSys(zone, day) > at) {
-      day -= date::days(1);
-      continue;
-    }
+  for (;; day -= date::days(1)) {
+    day = WalkToMatchingDay<false>(day, limit, months_, day_ok);
+    if (day < limit) break;
+    if (ToSys(zone, day) > at) continue;
     for (int h = 23; h >= 0; --h) {
       if (!hours_[h]) continue;
       const date::local_seconds hour_start = day + std::chrono::hours(h);
@@ -365,7 +433,53 @@ std::optional<TimePoint> CronSchedule::Previous(TimePoint at) const {
         if (t <= at) return t;
       }
     }
-    day -= date::days(1);
+  }
+  return std::nullopt;
+}
+
+std::optional<seconds> CronSchedule::NextWallMinute(seconds after_wall, seconds last_wall) const {
+  const date::local_seconds last(last_wall);
+  const date::local_seconds first =
+      std::chrono::floor<std::chrono::minutes>(date::local_seconds(after_wall)) + std::chrono::minutes(1);
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
+  const date::local_days last_day = std::chrono::floor<date::days>(last);
+  for (date::local_days day = std::chrono::floor<date::days>(first);; day += date::days(1)) {
+    day = WalkToMatchingDay<true>(day, last_day, months_, day_ok);
+    if (day > last_day) break;
+    for (int h = 0; h < 24; ++h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (hour_start + std::chrono::minutes(59) < first) continue;
+      for (int m = 0; m < 60; ++m) {
+        const date::local_seconds t = hour_start + std::chrono::minutes(m);
+        if (!minutes_[m] || t < first) continue;
+        if (t > last) return std::nullopt;
+        return t.time_since_epoch();
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<seconds> CronSchedule::PreviousWallMinute(seconds at_wall, seconds first_wall) const {
+  const date::local_seconds first(first_wall);
+  const date::local_seconds last = std::chrono::floor<std::chrono::minutes>(date::local_seconds(at_wall));
+  const auto day_ok = [this](int dom, int mon, int dow) { return MatchesDay(dom, mon, dow); };
+  const date::local_days first_day = std::chrono::floor<date::days>(first);
+  for (date::local_days day = std::chrono::floor<date::days>(last);; day -= date::days(1)) {
+    day = WalkToMatchingDay<false>(day, first_day, months_, day_ok);
+    if (day < first_day) break;
+    for (int h = 23; h >= 0; --h) {
+      if (!hours_[h]) continue;
+      const date::local_seconds hour_start = day + std::chrono::hours(h);
+      if (hour_start > last) continue;
+      for (int m = 59; m >= 0; --m) {
+        const date::local_seconds t = hour_start + std::chrono::minutes(m);
+        if (!minutes_[m] || t > last) continue;
+        if (t < first) return std::nullopt;
+        return t.time_since_epoch();
+      }
+    }
   }
   return std::nullopt;
 }

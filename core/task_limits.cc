@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -16,12 +18,6 @@ constexpr SizeUnit kSizeUnits[] = {
     {"m", 1 << 20}, {"mib", 1 << 20}, {"mb", 1e6},        {"g", 1 << 30},   {"gib", 1 << 30},
     {"gb", 1e9},    {"t", 1LL << 40}, {"tib", 1LL << 40}, {"tb", 1e12},
 };
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 }  // namespace
 

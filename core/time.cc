@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -111,8 +113,7 @@ std::string FormatDate(TimePoint t) {
 
 Result<TimePoint> ParseTimestamp(std::string_view text, std::string_view timezone) {
   // Surrounding blanks are YAML/CLI noise, not meaning.
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  text = Trim(text);
   auto invalid = [&](const std::string& why) {
     return Status::InvalidArgument("invalid timestamp \"" + std::string(text) + "\": " + why);
   };

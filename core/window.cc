@@ -7,6 +7,8 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -17,18 +19,6 @@ constexpr int kSecondsPerDay = 86400;
 constexpr std::array<std::string_view, 7> kShortDays = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 constexpr std::array<std::string_view, 7> kLongDays = {"sunday",   "monday", "tuesday", "wednesday",
                                                        "thursday", "friday", "saturday"};
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // 0 = Sunday, or -1.
 int DayIndex(std::string_view name) {

@@ -11,6 +11,8 @@
 #include <utility>
 
 #include "core/cron.h"
+#include "core/ids.h"
+#include "core/strings.h"
 #include "dags/limits_reader.h"
 #include "dags/yaml_reader.h"
 
@@ -90,21 +92,12 @@ constexpr YamlAlias kTaskAliases[] = {{"id", "task_id"},
 // (rows, log files, dashboard cells) would swamp everything else, and it is almost always a
 // forgotten `chunk`.
 constexpr int64_t kMaxMapInstances = 100000;
-constexpr size_t kMaxIdLength = 200;
-
-bool IsValidId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '.' || c == '-'; });
-}
 
 // Names that become part of environment variable names (env keys, NIGHTSHIFT_PARAM_<NAME>).
 bool IsValidVariableName(std::string_view name) {
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name.front()))) return false;
   return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
 }
-
-std::string Quote(std::string_view text) { return "\"" + std::string(text) + "\""; }
 
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
@@ -193,8 +186,7 @@ class DagReader {
       std::optional<std::string> id = ReadNonEmptyString(*field, diagnostics_);
       if (!id) return;
       if (!IsValidId(*id)) {
-        Error(field->value_position,
-              "invalid dag_id " + Quote(*id) + ": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+        Error(field->value_position, "invalid dag_id " + Quote(*id) + ": " + std::string(kIdRule));
         return;
       }
       dag_.dag_id = *id;
@@ -202,9 +194,8 @@ class DagReader {
     }
     const std::string stem = std::filesystem::path(path_).stem().string();
     if (!IsValidId(stem)) {
-      Error(top.position(), "invalid dag_id " + Quote(stem) +
-                                " (taken from the file name): use 1 to 200 letters, digits, \"_\", \".\" or "
-                                "\"-\", or set dag_id");
+      Error(top.position(), "invalid dag_id " + Quote(stem) + " (taken from the file name): " +
+                                std::string(kIdRule) + ", or set dag_id");
       return;
     }
     dag_.dag_id = stem;
@@ -412,8 +403,7 @@ class DagReader {
         if (IsValidId(*id)) {
           task.task_id = *id;
         } else {
-          Error(field.value_position,
-                "invalid task_id " + Quote(*id) + ": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+          Error(field.value_position, "invalid task_id " + Quote(*id) + ": " + std::string(kIdRule));
         }
       }
     } else if (name == "command") {

@@ -18,30 +18,17 @@
 #include <utility>
 
 #include "core/json_limits.h"
+#include "core/strings.h"
 #include "core/time.h"
 #include "core/utf8.h"
 
 namespace nightshift {
 namespace {
 
-// Long values are cut in messages so that one bad line cannot flood a terminal.
-constexpr size_t kMaxQuotedChars = 60;
 // A few aliases can expand exponentially; the node budget stops that. An alias may also point
 // back at its own ancestor (yaml-cpp builds a cyclic graph for "&a [*a]"); the nesting rule of
 // core/json_limits.h stops that walk, as it stops values the JSON library could not print.
 constexpr size_t kMaxJsonNodes = 100000;
-
-std::string Quote(std::string_view text) {
-  std::string out = "\"";
-  if (text.size() > kMaxQuotedChars) {
-    out += text.substr(0, kMaxQuotedChars);
-    out += "...";
-  } else {
-    out += text;
-  }
-  out += '"';
-  return out;
-}
 
 // Optimal string alignment distance: Levenshtein plus swaps of neighbouring characters, which
 // is the most common typo ("retires" for "retries").

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/strings.h"
 #include "executor/local_executor.h"
 #include "executor/task_protocol.h"
 
@@ -53,18 +54,11 @@ bool IsShellName(std::string_view name) {
   return true;
 }
 
-std::string Trim(std::string_view text) {
-  size_t b = text.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return "";
-  size_t e = text.find_last_not_of(" \t\r\n");
-  return std::string(text.substr(b, e - b + 1));
-}
-
 std::optional<std::string> ReadJobIdFile(const std::string& path) {
   std::ifstream in(path);
   std::string id;
   if (!in || !std::getline(in, id)) return std::nullopt;
-  id = Trim(id);
+  id = std::string(Trim(id));
   if (id.empty()) return std::nullopt;
   return id;
 }
@@ -210,7 +204,7 @@ std::vector<std::string> BuildSbatchArgv(const std::string& sbatch, const TaskSp
 }
 
 std::optional<std::string> ParseSbatchJobId(std::string_view out) {
-  std::string line = Trim(out.substr(0, out.find('\n')));
+  std::string line(Trim(out.substr(0, out.find('\n'))));
   line = line.substr(0, line.find(';'));
   if (line.empty()) return std::nullopt;
   for (char c : line) {
@@ -224,7 +218,7 @@ std::vector<SlurmJobInfo> ParseSqueueOutput(std::string_view out) {
   std::istringstream in{std::string(out)};
   std::string line;
   while (std::getline(in, line)) {
-    line = Trim(line);
+    line = std::string(Trim(line));
     const size_t a = line.find('|');
     if (a == std::string::npos) continue;
     const size_t b = line.find('|', a + 1);
@@ -518,7 +512,7 @@ void SlurmExecutor::OnSbatchDone(const Batch& batch, const CommandResult& result
   } pump{this};
   std::optional<std::string> id = result.exit_code == 0 ? ParseSbatchJobId(result.out) : std::nullopt;
   if (!id) {
-    const std::string err = Trim(result.err.empty() ? result.out : result.err);
+    const std::string err(Trim(result.err.empty() ? result.out : result.err));
     if (result.exit_code != 0 && IsTransientSlurmError(err)) {
       NoteUnreachable("sbatch", err);
       Hold(batch);  // the tries stay queued; cancelled ones are dropped when it is retried
@@ -673,7 +667,7 @@ void SlurmExecutor::FlushCancels() {
     ++counters_.scancel;
     RunAsync(argv, [this](CommandResult result) {
       // A job that already ended makes scancel complain; the poll reports how each one ended.
-      if (result.exit_code != 0) Warn("scancel failed: " + Trim(result.err));
+      if (result.exit_code != 0) Warn("scancel failed: " + std::string(Trim(result.err)));
     });
   });
 }
@@ -748,7 +742,7 @@ void SlurmExecutor::StartSearch() {
 void SlurmExecutor::OnSearchDone(const CommandResult& result) {
   search_in_flight_ = false;
   if (result.exit_code != 0) {
-    NoteUnreachable("squeue", Trim(result.err));
+    NoteUnreachable("squeue", std::string(Trim(result.err)));
     for (const auto& job : searching_) {
       EmitWaiting(*job, "slurm: controller unreachable, looking for the job submitted before the restart: " +
                             unreachable_error_);
@@ -836,7 +830,7 @@ void SlurmExecutor::OnSqueueDone(const std::vector<std::string>& ids, const Comm
   // (the job is gone), not an outage.
   const bool invalid_id = result.err.find("Invalid job id") != std::string::npos;
   if (result.exit_code != 0 && !invalid_id) {
-    NoteUnreachable("squeue", Trim(result.err));
+    NoteUnreachable("squeue", std::string(Trim(result.err)));
     // Jobs are not declared lost for it; those not started say why nothing moves.
     for (const std::string& id : ids) {
       auto it = by_job_id_.find(id);

@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -51,16 +53,6 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   }
   ::close(fd);
   return text;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 template <typename T>

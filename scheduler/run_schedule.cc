@@ -22,6 +22,14 @@ std::vector<DataInterval> DueIntervals(const Dag& dag, std::optional<TimePoint> 
   std::vector<DataInterval> due;
   std::optional<CronSchedule> schedule = ScheduleOf(dag);
   if (!schedule || max == 0) return due;
+  if (schedule->is_once()) {
+    // One run ever, as in Airflow: at start_date, or at once without one. The newest scheduled
+    // run is read back from the store, so a restart never makes a second.
+    const TimePoint at = dag.start_date.value_or(now);
+    if (last_logical_date || at > now || (dag.end_date && at > *dag.end_date)) return due;
+    due.push_back(DataInterval{at, at});
+    return due;
+  }
   auto owed = [&](const DataInterval& i) {
     if (dag.start_date && i.start < *dag.start_date) return false;
     if (dag.end_date && i.start > *dag.end_date) return false;
@@ -71,6 +79,10 @@ std::vector<DataInterval> DueIntervals(const Dag& dag, std::optional<TimePoint> 
 std::optional<TimePoint> NextIntervalEnd(const Dag& dag, TimePoint now) {
   std::optional<CronSchedule> schedule = ScheduleOf(dag);
   if (!schedule) return std::nullopt;
+  if (schedule->is_once()) {
+    if (dag.start_date && *dag.start_date > now) return dag.start_date;
+    return std::nullopt;
+  }
   TimePoint after = now;
   if (dag.start_date && *dag.start_date > after) after = *dag.start_date;
   return schedule->Next(after);

@@ -25,7 +25,8 @@ struct DataInterval {
 // catchup: every missed interval since start_date. Without catchup: only the most recent
 // ended interval (and nothing when it is not newer than the last run).
 // Intervals that start before start_date or after end_date are never owed. A DAG without a
-// schedule is owed nothing.
+// schedule is owed nothing. "@once" is owed one interval, start = end = start_date (or `now`
+// without one), and nothing once any scheduled run exists.
 std::vector<DataInterval> DueIntervals(const Dag& dag, std::optional<TimePoint> last_logical_date,
                                        TimePoint now, size_t max);
 

@@ -5,6 +5,8 @@
 #include <string_view>
 #include <utility>
 
+#include "core/strings.h"
+
 namespace nightshift {
 namespace {
 
@@ -13,8 +15,6 @@ constexpr std::string_view kSuffix = ".sql";
 bool IsLabelChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
-
-std::string Quoted(std::string_view name) { return "\"" + std::string(name) + "\""; }
 
 }  // namespace
 
@@ -40,7 +40,7 @@ Status ValidateMigrationNames(const std::vector<EmbeddedFile>& migrations) {
     if (number == 0) {
       // A name that does not parse also covers "0000_x.sql": numbering starts at 1 so that
       // version 0 can mean "nothing applied".
-      return Status::InvalidArgument("migration " + Quoted(migration.name) +
+      return Status::InvalidArgument("migration " + Quote(migration.name) +
                                      ": name must look like NNNN_label.sql with NNNN from 0001");
     }
     numbered.emplace_back(number, migration.name);
@@ -48,13 +48,13 @@ Status ValidateMigrationNames(const std::vector<EmbeddedFile>& migrations) {
   std::sort(numbered.begin(), numbered.end());
   for (size_t i = 0; i < numbered.size(); ++i) {
     if (i > 0 && numbered[i].first == numbered[i - 1].first) {
-      return Status::InvalidArgument("migrations " + Quoted(numbered[i - 1].second) + " and " +
-                                     Quoted(numbered[i].second) + " share number " +
+      return Status::InvalidArgument("migrations " + Quote(numbered[i - 1].second) + " and " +
+                                     Quote(numbered[i].second) + " share number " +
                                      std::to_string(numbered[i].first));
     }
     if (numbered[i].first != static_cast<int>(i) + 1) {
       return Status::InvalidArgument("migration number " + std::to_string(i + 1) + " is missing (next is " +
-                                     Quoted(numbered[i].second) + ")");
+                                     Quote(numbered[i].second) + ")");
     }
   }
   return Status::OK();

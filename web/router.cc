@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/embedded_file.h"
+#include "core/ids.h"
 #include "scheduler/dag_registry.h"
 #include "scheduler/json_input.h"
 #include "web/prometheus.h"
@@ -121,22 +122,6 @@ json TaskInstanceJson(const TaskInstance& ti) {
           {"pid", ti.pid ? json(*ti.pid) : json(nullptr)},
           {"external_id", ti.external_id ? json(*ti.external_id) : json(nullptr)},
           {"output", output}};
-}
-
-// Run ids end up in log paths: only characters that are safe there, and never "." or "..".
-bool ValidRunId(const std::string& id) {
-  if (id.empty() || id.size() > 250 || id == "." || id == "..") return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("_.~:+-").find(c) != std::string_view::npos;
-  });
-}
-
-// dag_id and task_id: what the DAG loader accepts.
-bool ValidId(const std::string& id) {
-  if (id.empty() || id.size() > 250 || id == "." || id == "..") return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
-  });
 }
 
 // Compares without leaking, through timing, how much of a guessed token was right.
@@ -317,7 +302,7 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
     if (seg.size() == 3 && seg[2] == "windows") return get ? ListWindows(v) : not_allowed("GET");
     if (seg.size() >= 4 && seg[2] == "dags") {
       const std::string& dag_id = seg[3];
-      if (dag_id != "~" && !ValidId(dag_id)) return JsonError(400, "invalid dag_id \"" + dag_id + "\"");
+      if (dag_id != "~" && !IsValidId(dag_id)) return JsonError(400, "invalid dag_id \"" + dag_id + "\"");
       if (seg.size() == 4) {
         if (get) return GetDag(v, dag_id);
         return method == "PATCH" ? PatchDag(v, dag_id, request) : not_allowed("GET, PATCH");
@@ -329,7 +314,7 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
           return method == "POST" ? TriggerRun(v, dag_id, request) : not_allowed("GET, POST");
         }
         const std::string& run_id = seg[5];
-        if (!ValidRunId(run_id)) return JsonError(400, "invalid dag_run_id \"" + run_id + "\"");
+        if (!IsValidRunId(run_id)) return JsonError(400, "invalid dag_run_id \"" + run_id + "\"");
         if (seg.size() == 6) {
           if (get) return GetRun(dag_id, run_id);
           return method == "PATCH" ? PatchRun(dag_id, run_id, request) : not_allowed("GET, PATCH");
@@ -337,7 +322,7 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
         if (seg[6] == "taskInstances") {
           if (seg.size() == 7) return get ? ListTaskInstances(dag_id, run_id) : not_allowed("GET");
           const std::string& task_id = seg[7];
-          if (!ValidId(task_id)) return JsonError(400, "invalid task_id \"" + task_id + "\"");
+          if (!IsValidId(task_id)) return JsonError(400, "invalid task_id \"" + task_id + "\"");
           if (seg.size() == 8) return method == "PATCH" ? PatchTask(dag_id, run_id, task_id, request) : not_allowed("PATCH");
           if (seg.size() == 9 && seg[8] == "clear") {
             return method == "POST" ? ClearTask(dag_id, run_id, task_id, request) : not_allowed("POST");
@@ -395,8 +380,8 @@ HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, con
   std::string conf = "{}";
   for (const auto& [key, value] : body->items()) {
     if (key == "dag_run_id") {
-      if (!value.is_string() || !ValidRunId(value.get<std::string>())) {
-        return JsonError(400, "dag_run_id must be 1-250 characters of letters, digits and _.~:+-");
+      if (!value.is_string() || !IsValidRunId(value.get<std::string>())) {
+        return JsonError(400, "invalid dag_run_id: " + std::string(kRunIdRule));
       }
       run_id = value.get<std::string>();
     } else if (key == "logical_date") {

@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   TimePoint at = *nightshift::ParseTimestamp("2026-03-29T00:30:00Z", "UTC");
   if (nightshift::Result<TimePoint> parsed = nightshift::ParseTimestamp(instant, timezone); parsed.ok())
     at = *parsed;
-  if (schedule->is_interval()) schedule->set_anchor(at - std::chrono::hours(1));
+  if (schedule->is_interval() || schedule->is_once()) schedule->set_anchor(at - std::chrono::hours(1));
 
   if (std::optional<TimePoint> next = schedule->Next(at); next && *next <= at) std::abort();
   if (std::optional<TimePoint> previous = schedule->Previous(at); previous && *previous > at) std::abort();

@@ -286,7 +286,7 @@ TEST(ConfigErrorTest, PoolName) {
   ExpectErrors(
       "pools: {\"my pool\": 2}\n",
       std::string(kPath) +
-          ":1:9: pools: invalid pool name \"my pool\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+          ":1:9: pools: invalid pool name \"my pool\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
 }
 
 TEST(ConfigErrorTest, ListenNeedsHostAndPort) {

@@ -207,7 +207,8 @@ tasks:
 }
 
 TEST(DagLoaderTest, ScheduleForms) {
-  for (const char* schedule : {"\"@daily\"", "\"@every 15m\"", "\"*/5 * * * mon-fri\"", "null"}) {
+  for (const char* schedule : {"\"@daily\"", "\"@every 15m\"", "\"*/5 * * * mon-fri\"", "\"@quarterly\"",
+                               "\"@once\"", "\"0 0 29 2 *\"", "null"}) {
     SCOPED_TRACE(schedule);
     Dag dag = MustLoad(std::string("schedule: ") + schedule + "\ntasks:\n  - {task_id: a, command: x}\n");
     EXPECT_EQ(dag.schedule.has_value(), std::string(schedule) != "null");
@@ -604,14 +605,37 @@ TEST(DagLoaderErrorTest, TaskNotAMapping) {
 }
 
 TEST(DagLoaderErrorTest, InvalidDagId) {
-  ExpectError("dag_id: my dag\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
-              "invalid dag_id \"my dag\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+  ExpectError(
+      "dag_id: my dag\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
+      "invalid dag_id \"my dag\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
 }
 
 TEST(DagLoaderErrorTest, DagIdTooLong) {
   ExpectError("dag_id: " + std::string(201, 'a') + "\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
-              "invalid dag_id \"" + std::string(201, 'a') +
-                  "\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+              "invalid dag_id \"" + std::string(60, 'a') +
+                  "...\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
+}
+
+TEST(DagLoaderErrorTest, DagIdMadeOnlyOfDotsIsRefused) {
+  // ".." would put the run's journal and logs outside logs/.
+  for (const char* id : {"..", ".", "..."}) {
+    SCOPED_TRACE(id);
+    ExpectError(std::string("dag_id: \"") + id + "\"\ntasks:\n  - {task_id: a, command: x}\n", 1, 9,
+                std::string("invalid dag_id \"") + id +
+                    "\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
+    ExpectError(std::string("tasks:\n  - {task_id: \"") + id + "\", command: x}\n", 2, 15,
+                std::string("invalid task_id \"") + id +
+                    "\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
+  }
+  // Dots among other characters are fine.
+  EXPECT_EQ(MustLoad("dag_id: ..a.b..\ntasks:\n  - {task_id: .c, command: x}\n").dag_id, "..a.b..");
+  DagLoadResult from_name = LoadDagText("tasks:\n  - {task_id: a, command: x}\n", "dags/...yaml", Context());
+  EXPECT_FALSE(from_name.dag.has_value());
+}
+
+TEST(DagLoaderErrorTest, ScheduleThatNeverFires) {
+  ExpectError("schedule: \"0 0 30 2 *\"\ntasks:\n  - {task_id: a, command: x}\n", 1, 11,
+              "schedule: cron \"0 0 30 2 *\" never fires: February has no day 30");
 }
 
 TEST(DagLoaderErrorTest, InvalidDagIdFromFileName) {
@@ -619,12 +643,12 @@ TEST(DagLoaderErrorTest, InvalidDagIdFromFileName) {
   EXPECT_EQ(Lines(result),
             std::vector<std::string>{
                 "dags/my dag.yaml:1:1: invalid dag_id \"my dag\" (taken from the file name): use "
-                "1 to 200 letters, digits, \"_\", \".\" or \"-\", or set dag_id"});
+                "1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots, or set dag_id"});
 }
 
 TEST(DagLoaderErrorTest, InvalidTaskId) {
   ExpectError("tasks:\n  - {task_id: a/b, command: x}\n", 2, 15,
-              "invalid task_id \"a/b\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\"");
+              "invalid task_id \"a/b\": use 1 to 200 letters, digits, \"_\", \".\" or \"-\", not only dots");
 }
 
 TEST(DagLoaderErrorTest, MissingCommand) {

@@ -122,6 +122,31 @@ TEST_F(RouterTest, UnknownThingsAreJson404s) {
   EXPECT_EQ(Call("GET", "/api/v1/whatever").status, 404);
 }
 
+TEST_F(RouterTest, EveryIdTheLoaderAcceptsIsServedAndNoOther) {
+  // The loader and the router share one id rule: what loads is reachable, whatever its dots.
+  const std::string longest = "x" + std::string(198, 'y') + ".";
+  int file = 0;
+  for (const std::string& id : {std::string("a..b"), std::string("...x"), longest}) {
+    Write("dags/id" + std::to_string(++file) + ".yaml",
+          "dag_id: '" + id + "'\ntasks:\n  - {task_id: ..t, command: 'true'}\n");
+  }
+  ASSERT_TRUE(registry_->Refresh().ok());
+  for (const std::string& id : {std::string("a..b"), std::string("...x"), longest}) {
+    HttpResponse r = Call("GET", "/api/v1/dags/" + id);
+    EXPECT_EQ(r.status, 200) << id << ": " << r.body;
+    EXPECT_EQ(Call("GET", "/api/v1/dags/" + id + "/dagRuns/r/taskInstances/..t/tries").status, 404) << id;
+  }
+  for (const std::string& id : {std::string("."), std::string("..."), longest + "z"}) {
+    EXPECT_EQ(Call("GET", "/api/v1/dags/" + id + "/dagRuns").status, 400) << id;
+    EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/r/taskInstances/" + id + "/tries").status, 400) << id;
+  }
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl/dagRuns/...").status, 400);
+  HttpResponse r = Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":".."})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Body(r)["detail"],
+            "invalid dag_run_id: use 1 to 250 letters, digits and \"_.~:+-\", not only dots");
+}
+
 TEST_F(RouterTest, WritesNeedTheRightToken) {
   EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", "{}", false).status, 401);
   HttpRequest r;
