@@ -272,7 +272,10 @@ int RunCli(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message (help and --version on stdout, errors on stderr) and gives each
+    // kind of usage error its own code (109 for an unknown option); the CLI's contract has one
+    // code for them all: 2.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   if (validate->parsed()) return Validate(config_flag, validate_paths);

@@ -178,6 +178,7 @@ int ServeDaemon(const Config& initial_config) {
     return TimePoint(std::chrono::milliseconds(heartbeat_ms.load()));
   };
   api.scheduler_metrics = [&]() -> std::optional<SchedulerMetrics> { return *published_metrics.Get(); };
+  api.store_problem = [&] { return loop.commit_health().Problem(); };
   // Two routers over the same context: reads on the API thread with the API's connection;
   // changes on this thread, where the scheduler lives, with the scheduler's connection.
   ApiContext reader = api;
@@ -187,6 +188,7 @@ int ServeDaemon(const Config& initial_config) {
   writer.store = store->get();
   writer.scheduler = &scheduler;
   writer.wake_scheduler = [&] { loop.Wake(); };
+  writer.commit_failed = [&](const Status& s) { loop.CommitFailed(s); };
   ApiRouter write_router(writer);
 
   HttpServer server(api_thread.io(), [&](HttpRequest request, HttpServer::Respond respond) {

@@ -12,6 +12,7 @@ std::string Status::ToString() const {
     case Code::kIOError: prefix = "I/O error: "; break;
     case Code::kCorruption: prefix = "corruption: "; break;
     case Code::kBusy: prefix = "busy: "; break;
+    case Code::kUnavailable: prefix = "unavailable: "; break;
   }
   return prefix + message_;
 }

@@ -10,7 +10,9 @@ namespace nightshift {
 
 class Status {
  public:
-  enum class Code { kOk, kNotFound, kInvalidArgument, kAlreadyExists, kIOError, kCorruption, kBusy };
+  // kUnavailable: the storage cannot take writes (disk full, read-only, I/O error); the same
+  // write may succeed later without any change from the caller.
+  enum class Code { kOk, kNotFound, kInvalidArgument, kAlreadyExists, kIOError, kCorruption, kBusy, kUnavailable };
 
   Status() = default;
   static Status OK() { return Status(); }
@@ -20,12 +22,14 @@ class Status {
   static Status IOError(std::string msg) { return Status(Code::kIOError, std::move(msg)); }
   static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
   static Status Busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
+  static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsAlreadyExists() const { return code_ == Code::kAlreadyExists; }
+  bool IsUnavailable() const { return code_ == Code::kUnavailable; }
   const std::string& message() const { return message_; }
   // "OK", or e.g. "invalid argument: retry_delay: ..." for logs.
   std::string ToString() const;

@@ -3,17 +3,29 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
 namespace nightshift {
 
 SchedulerLoop::SchedulerLoop(boost::asio::io_context& io, Scheduler& scheduler, const Clock& clock)
-    : io_(io), scheduler_(scheduler), clock_(clock), timer_(io) {}
+    : SchedulerLoop(io, [&scheduler] { return scheduler.RunPass(); }, clock) {}
+
+SchedulerLoop::SchedulerLoop(boost::asio::io_context& io, PassFunction pass, const Clock& clock)
+    : io_(io), pass_(std::move(pass)), clock_(clock), timer_(io) {}
 
 void SchedulerLoop::Wake() {
   if (pass_pending_ || stopped_) return;
+  if (health_.failures() > 0 && clock_.Now() < retry_at_) {
+    // The store refused the last commit: an event (a try that ended, a trigger) waits for the
+    // retry instead of running a pass that would fail the same way at once.
+    ArmTimer(retry_at_);
+    return;
+  }
   pass_pending_ = true;
   boost::asio::post(io_, [this] { Pass(); });
+}
+
+void SchedulerLoop::CommitFailed(const Status& status) {
+  if (stopped_) return;
+  Failed(status, "a change was not committed");
 }
 
 void SchedulerLoop::Stop() {
@@ -24,17 +36,9 @@ void SchedulerLoop::Stop() {
 void SchedulerLoop::Pass() {
   pass_pending_ = false;
   if (stopped_) return;
-  auto next = scheduler_.RunPass();
-  if (!next.ok()) {
-    // The database refused the pass (locked, disk full): try again with a growing back-off
-    // instead of spinning, and say so in the log each time.
-    ++consecutive_failures_;
-    auto delay = std::chrono::milliseconds(std::min(100 << std::min(consecutive_failures_, 6), 5000));
-    spdlog::warn("scheduler pass failed ({} in a row), retrying in {} ms", consecutive_failures_, delay.count());
-    ArmTimer(clock_.Now() + delay);
-    return;
-  }
-  consecutive_failures_ = 0;
+  auto next = pass_();
+  if (!next.ok()) return Failed(next.status(), "scheduler pass failed");
+  if (std::optional<std::string> line = health_.RecordSuccess()) spdlog::info("{}", *line);
   if (after_pass_) after_pass_();
   if (stopped_) return;
   if (next->has_value()) {
@@ -42,6 +46,15 @@ void SchedulerLoop::Pass() {
   } else {
     timer_.cancel();
   }
+}
+
+void SchedulerLoop::Failed(const Status& status, const char* what) {
+  const TimePoint now = clock_.Now();
+  std::optional<std::string> line = health_.RecordFailure(status, now);
+  const std::chrono::milliseconds delay = health_.RetryDelay();
+  retry_at_ = now + delay;
+  if (line) spdlog::error("{}: {}; retrying in {} ms", what, *line, delay.count());
+  if (!pass_pending_) ArmTimer(retry_at_);
 }
 
 void SchedulerLoop::ArmTimer(TimePoint when) {

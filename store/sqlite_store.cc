@@ -32,9 +32,14 @@ std::string SqlContext(const char* sql) {
 
 // Every SQLite failure becomes a Status carrying SQLite's own message. The code is chosen so
 // that callers can react: a taken key is AlreadyExists (409 in the API), a lock held too long
-// by another process is Busy (worth retrying), a damaged file is Corruption.
+// by another process is Busy (worth retrying), a damaged file is Corruption, and a file system
+// that takes no more writes (full, read-only, failing) is Unavailable (the API's 503).
 Status StatusFor(int rc, std::string message) {
   switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+      return Status::Unavailable(std::move(message));
     case SQLITE_CONSTRAINT:
       if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         return Status::AlreadyExists(std::move(message));

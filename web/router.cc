@@ -296,6 +296,10 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
     }
     if (!get) {
       if (std::optional<HttpResponse> refusal = RefuseNonJsonBody(request)) return *refusal;
+      if (std::optional<std::string> problem = context_.store_problem ? context_.store_problem() : std::nullopt) {
+        return JsonError(503, *problem + "; nothing was changed: changes are refused until a commit succeeds "
+                                         "(GET /api/v1/health answers 200 again)");
+      }
     }
     if (seg.size() == 3 && seg[2] == "dags") return get ? ListDags(v, request) : not_allowed("GET");
     if (seg.size() == 3 && seg[2] == "importErrors") return get ? ListImportErrors(v) : not_allowed("GET");
@@ -343,6 +347,14 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
   return JsonError(404, "no route for " + request.method + " " + target.path);
 }
 
+HttpResponse ApiRouter::ChangeFailed(const Status& s) const {
+  if (s.IsUnavailable() || s.code() == Status::Code::kBusy) {
+    if (context_.commit_failed) context_.commit_failed(s);
+    return JsonError(503, "state store cannot commit: " + s.message() + "; nothing was changed, try again later");
+  }
+  return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : s.IsAlreadyExists() ? 409 : 500, s.message());
+}
+
 bool ApiRouter::Authorized(const HttpRequest& request) const {
   const std::string header = request.Header("authorization");
   const std::string prefix = "Bearer ";
@@ -364,7 +376,7 @@ HttpResponse ApiRouter::PatchDag(const View& v, const std::string& dag_id, const
     return JsonError(400, "is_paused must be true or false");
   }
   Status s = context_.store->SetPaused(dag_id, (*body)["is_paused"].get<bool>());
-  if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : 500, s.message());
+  if (!s.ok()) return ChangeFailed(s);
   if (context_.wake_scheduler) context_.wake_scheduler();
   return GetDag(v, dag_id);
 }
@@ -401,11 +413,10 @@ HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, con
   auto run = context_.scheduler->TriggerRun(dag_id, run_id, logical_date, conf);
   if (!run.ok()) {
     const Status& s = run.status();
-    int code = s.IsAlreadyExists() ? 409 : s.IsInvalidArgument() ? 400 : s.IsNotFound() ? 404 : 500;
     if (s.IsAlreadyExists()) {
       return JsonError(409, "DAG run \"" + run_id.value_or("") + "\" already exists for DAG \"" + dag_id + "\"");
     }
-    return JsonError(code, s.message());
+    return ChangeFailed(s);
   }
   if (context_.wake_scheduler) context_.wake_scheduler();
   return JsonResponse(RunJson(*run));
@@ -465,7 +476,7 @@ HttpResponse ApiRouter::PatchRun(const std::string& dag_id, const std::string& r
   RunState state = *token == "success" ? RunState::kSuccess : RunState::kFailed;
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
   Status s = context_.scheduler->MarkRun(dag_id, run_id, state);
-  if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : 500, s.message());
+  if (!s.ok()) return ChangeFailed(s);
   if (context_.wake_scheduler) context_.wake_scheduler();
   return GetRun(dag_id, run_id);
 }
@@ -486,7 +497,7 @@ HttpResponse ApiRouter::ClearTask(const std::string& dag_id, const std::string& 
   }
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
   Status s = context_.scheduler->ClearTask(dag_id, run_id, task_id, downstream);
-  if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : 500, s.message());
+  if (!s.ok()) return ChangeFailed(s);
   if (context_.wake_scheduler) context_.wake_scheduler();
   return ListTaskInstances(dag_id, run_id);
 }
@@ -499,7 +510,7 @@ HttpResponse ApiRouter::PatchTask(const std::string& dag_id, const std::string& 
   TaskState state = *token == "success" ? TaskState::kSuccess : TaskState::kFailed;
   if (!context_.scheduler) return JsonError(503, "the scheduler is not running");
   Status s = context_.scheduler->MarkTask(dag_id, run_id, task_id, state);
-  if (!s.ok()) return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : 500, s.message());
+  if (!s.ok()) return ChangeFailed(s);
   if (context_.wake_scheduler) context_.wake_scheduler();
   return ListTaskInstances(dag_id, run_id);
 }
@@ -748,6 +759,11 @@ HttpResponse ApiRouter::Health() const {
   std::optional<TimePoint> heartbeat =
       context_.latest_heartbeat ? context_.latest_heartbeat() : std::nullopt;
   json body = {{"status", "ok"}, {"scheduler", {{"latest_heartbeat", OptionalTime(heartbeat)}}}};
+  if (std::optional<std::string> problem = context_.store_problem ? context_.store_problem() : std::nullopt) {
+    body["status"] = "unhealthy";
+    body["detail"] = *problem;
+    return JsonResponse(body, 503);
+  }
   return JsonResponse(body);
 }
 

@@ -35,6 +35,12 @@ struct ApiContext {
   std::function<std::optional<TimePoint>()> latest_heartbeat;
   // The scheduler's counters as of its last pass; nullopt (or unset) when there is no scheduler.
   std::function<std::optional<SchedulerMetrics>()> scheduler_metrics;
+  // Why the state store takes no commits ("state store cannot commit: ... (N failures since
+  // ...)"), nullopt while it does: health answers 503 with it, and changes are refused with 503.
+  std::function<std::optional<std::string>()> store_problem;
+  // Told of a change the store refused (disk full, read-only, I/O error, locked), so that the
+  // scheduler loop counts it and retries (SchedulerLoop::CommitFailed).
+  std::function<void(const Status&)> commit_failed;
   // The bearer token every POST, PATCH and DELETE needs (and GETs when read_requires_token).
   std::string api_token;
 };
@@ -82,6 +88,9 @@ class ApiRouter {
                                         const std::string& task_id, const HttpRequest& request,
                                         HttpResponse* error) const;
   bool Authorized(const HttpRequest& request) const;
+  // The answer to a change the scheduler or the store refused: 404, 400, 409, 503 when the store
+  // cannot take it now, else 500.
+  HttpResponse ChangeFailed(const Status& s) const;
 
   ApiContext context_;
 };

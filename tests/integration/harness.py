@@ -2,8 +2,11 @@
 
 NIGHTSHIFT_BIN and NIGHTSHIFT_SOURCE_DIR come from CTest (tests/CMakeLists.txt).
 """
+import atexit
+import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,10 +27,46 @@ def run(args, cwd=None, timeout=60, env=None):
     return subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+_reserved_ports = {}  # port -> the open lock file that reserves it for this process
+atexit.register(lambda: [lock.close() for lock in _reserved_ports.values()])
+
+
+def _port_range():
+    """Ports outside the kernel's ephemeral range: no outgoing connection takes one meanwhile."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (10000, low) if low - 10000 >= 1000 else (high + 1, 65536)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no other test process picks (ctest runs tests in parallel): each one is reserved
+    by a lock on a file for as long as this process lives, and nothing listens on it now."""
+    lock_dir = os.path.join(tempfile.gettempdir(), "nightshift-it-ports")
+    os.makedirs(lock_dir, exist_ok=True)
+    low, high = _port_range()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(low, high)
+        if port in _reserved_ports:
+            continue
+        lock = open(os.path.join(lock_dir, str(port)), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                lock.close()
+                continue
+        _reserved_ports[port] = lock
+        return port
+    raise AssertionError(f"no free port in {low}..{high}")
 
 
 def wait_for(condition, timeout=30.0, what="condition"):
@@ -66,6 +105,19 @@ class Workspace:
     def db(self):
         return os.path.join(self.root, "state", "state.db")
 
+    @property
+    def token_file(self):
+        return os.path.join(self.root, "state", "api-token")
+
+    def read_token(self):
+        """The daemon's API token once it has written the whole line; None before."""
+        try:
+            with open(self.token_file) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        return text.strip() if text.endswith("\n") and text.strip() else None
+
     def write(self, relpath, text):
         path = os.path.join(self.root, relpath)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -95,16 +147,33 @@ class Daemon:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def wait_serving(self, timeout=30.0):
+        """Waits until this daemon (not another process on the same port) listens and its API
+        token is written; returns the status of /api/v1/health."""
+        serving = f"serving {self.ws.url} (pid {self.proc.pid})"
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
+            if serving not in self.output() or self.ws.read_token() is None:
+                return None
+            try:
+                return get(self.ws.url + "/api/v1/health")[0]
+            except OSError:
+                return None
+        return wait_for(ready, timeout, f"the daemon to log \"{serving}\", write its token and answer /api/v1/health")
+
     def wait_healthy(self, timeout=30.0):
+        """Waits until this daemon serves, its token is written and /api/v1/health answers 200."""
+        deadline = time.monotonic() + timeout
+        self.wait_serving(timeout)
         def healthy():
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                status, body = get(self.ws.url + "/api/v1/health")
-                return status == 200
+                return get(self.ws.url + "/api/v1/health")[0] == 200
             except OSError:
                 return False
-        wait_for(healthy, timeout, "the daemon to answer /api/v1/health")
+        wait_for(healthy, max(deadline - time.monotonic(), 1), "/api/v1/health to answer 200")
         return self
 
     def signal(self, signo):
@@ -151,10 +220,10 @@ def get(url, **kw):
 class Api:
     """The daemon's REST API with its token, as a client script would use it."""
 
-    def __init__(self, workspace):
+    def __init__(self, workspace, timeout=30.0):
         self.ws = workspace
-        with open(os.path.join(workspace.root, "state", "api-token")) as f:
-            self.token = f.read().strip()
+        # The daemon writes the token as it starts: wait for the whole line, never read early.
+        self.token = wait_for(workspace.read_token, timeout, f"the API token in {workspace.token_file}")
 
     def auth(self):
         return {"Authorization": f"Bearer {self.token}"}

@@ -278,5 +278,79 @@ class ReadTokenTest(CliTestBase):
         self.assertIn("rejected the API token given with --token (401)", result.stderr)
 
 
+class UsageErrorTest(unittest.TestCase):
+    """docs/cli.md: 0 success, 1 failure, 2 usage error, with the parser's message on stderr."""
+
+    def setUp(self):
+        self.ws = Workspace()
+        self.addCleanup(self.ws.cleanup)
+        self.dag = self.ws.write_dag("hello.yaml", "tasks:\n  - {task_id: t, command: 'true'}\n")
+
+    def test_every_usage_error_of_every_command_exits_2_with_a_message_on_stderr(self):
+        cases = [
+            ["--bogus"],                                          # unknown option
+            ["bogus"],                                            # unknown command
+            [],                                                   # no command
+            ["serve", "--bogus"],
+            ["serve", "extra"],                                   # extra positional
+            ["run"],                                              # missing argument
+            ["run", self.dag, "-j", "0"],                         # bad value
+            ["run", self.dag, "-j", "many"],
+            ["run", self.dag, "--bogus"],
+            ["dags"],                                             # missing subcommand
+            ["dags", "bogus"],                                    # unknown subcommand
+            ["dags", "validate", "--bogus"],
+            ["dags", "list", "extra"],
+            ["dags", "show"],
+            ["dags", "show", "a", "b"],
+            ["dags", "trigger", "hello", "--conf"],               # option without its value
+            ["dags", "trigger", "hello", "--bogus"],
+            ["dags", "pause"],
+            ["dags", "unpause", "hello", "--wait"],
+            ["runs"],
+            ["runs", "list", "--limit", "0"],
+            ["runs", "list", "--limit", "abc"],
+            ["runs", "list", "a", "b"],
+            ["tasks", "logs", "hello", "r"],
+            ["tasks", "logs", "hello", "r", "t", "--try", "0"],
+            ["tasks", "logs", "hello", "r", "t", "--map-index", "-2"],
+            ["db"],
+            ["db", "check", "--bogus"],
+            ["db", "migrate", "extra"],
+            ["db", "clean", "--older-than"],
+        ]
+        for args in cases:
+            with self.subTest(args=args):
+                result = run([*args, "--config", self.ws.config] if args else args, cwd=self.ws.root)
+                self.assertEqual(result.returncode, 2,
+                                 f"nightshift {' '.join(args)}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+                self.assertEqual(result.stdout, "")
+                self.assertIn("Run with --help for more information.", result.stderr)
+        # Nothing ran and nothing was created: a usage error does nothing else.
+        self.assertFalse(os.path.exists(os.path.join(self.ws.root, "state")))
+        self.assertFalse(os.path.exists(os.path.join(self.ws.root, ".nightshift")))
+
+    def test_bad_values_the_cli_checks_itself_exit_2(self):
+        for args in (["run", self.dag, "--param", "novalue"], ["dags", "trigger", "hello", "--conf", "[1]"],
+                     ["dags", "list", "--server", "ftp://127.0.0.1:1"]):
+            with self.subTest(args=args):
+                result = run([*args, "--config", self.ws.config], cwd=self.ws.root)
+                self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+                self.assertNotEqual(result.stderr, "")
+
+    def test_help_and_version_exit_0_on_stdout(self):
+        for args in (["--help"], ["-h"], ["serve", "--help"], ["run", "--help"], ["dags", "--help"],
+                     ["dags", "trigger", "--help"], ["runs", "list", "--help"], ["tasks", "logs", "--help"],
+                     ["db", "check", "--help"]):
+            with self.subTest(args=args):
+                result = run(args, cwd=self.ws.root)
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertIn("Usage:", result.stdout)
+                self.assertEqual(result.stderr, "")
+        result = run(["--version"], cwd=self.ws.root)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("nightshift "), result.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -2,12 +2,16 @@
 #include "web/router.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
+#include <vector>
 
 namespace nightshift {
 namespace {
@@ -57,6 +61,8 @@ class RouterTest : public ::testing::Test {
     context.api_token = "s3cret";
     context.latest_heartbeat = [] { return std::optional<TimePoint>(); };
     context.scheduler_metrics = [this] { return std::optional<SchedulerMetrics>(scheduler_->metrics()); };
+    context.store_problem = [this] { return store_problem_; };
+    context.commit_failed = [this](const Status& s) { refused_.push_back(s); };
     router_ = std::make_unique<ApiRouter>(context);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -82,12 +88,93 @@ class RouterTest : public ::testing::Test {
   std::unique_ptr<DagRegistry> registry_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ApiRouter> router_;
+  std::optional<std::string> store_problem_;  // what the scheduler loop would report
+  std::vector<Status> refused_;                // what the router told the loop
+};
+
+// While it lives, this process cannot write past the first byte of any file (RLIMIT_FSIZE): a
+// real SQLite write fails as on a failing disk (SQLITE_IOERR), and reads still work.
+class NoFileWrites {
+ public:
+  NoFileWrites() {
+    getrlimit(RLIMIT_FSIZE, &saved_);
+    signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of killing the process
+    rlimit limit = saved_;
+    limit.rlim_cur = 1;
+    setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  ~NoFileWrites() {
+    setrlimit(RLIMIT_FSIZE, &saved_);
+    signal(SIGXFSZ, SIG_DFL);
+  }
+
+ private:
+  rlimit saved_{};
 };
 
 TEST_F(RouterTest, HealthIsOpenAndShaped) {
   HttpResponse r = Call("GET", "/api/v1/health", "", false);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(Body(r), json::parse(R"({"status":"ok","scheduler":{"latest_heartbeat":null}})"));
+}
+
+TEST_F(RouterTest, WhileTheStoreCannotCommitHealthIs503WithTheReasonAndChangesAreRefused) {
+  store_problem_ = "state store cannot commit: COMMIT: database or disk is full (3 failures since 2026-11-28T11:59:00Z)";
+  HttpResponse r = Call("GET", "/api/v1/health", "", false);
+  EXPECT_EQ(r.status, 503);
+  const json expected = {{"status", "unhealthy"},
+                         {"scheduler", {{"latest_heartbeat", nullptr}}},
+                         {"detail", *store_problem_}};
+  EXPECT_EQ(Body(r), expected);
+  // Every kind of change gets 503 and says why; nothing reaches the store.
+  for (auto [method, target, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})"},
+           {"PATCH", "/api/v1/dags/etl", R"({"is_paused":true})"},
+           {"PATCH", "/api/v1/dags/etl/dagRuns/r1", R"({"state":"failed"})"},
+           {"PATCH", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a", R"({"state":"failed"})"},
+           {"POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/clear", "{}"},
+           {"DELETE", "/api/v1/dags/etl", ""}}) {
+    r = Call(method, target, body);
+    EXPECT_EQ(r.status, 503) << method << " " << target;
+    EXPECT_EQ(Body(r)["title"], "Service Unavailable");
+    EXPECT_EQ(Body(r)["detail"],
+              *store_problem_ + "; nothing was changed: changes are refused until a commit succeeds "
+                                "(GET /api/v1/health answers 200 again)");
+  }
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", "{}", false).status, 401) << "the token is checked first";
+  // Reads go on.
+  EXPECT_EQ(Call("GET", "/api/v1/dags/etl").status, 200);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl"))["is_paused"], false);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns"))["total_entries"], 0);
+  // The first commit that succeeds ends it.
+  store_problem_.reset();
+  EXPECT_EQ(Call("GET", "/api/v1/health", "", false).status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+}
+
+TEST_F(RouterTest, AChangeTheStoreCannotWriteIs503AndIsReportedToTheSchedulerLoop) {
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r0"})").status, 200);
+  std::vector<HttpResponse> answers;
+  {
+    NoFileWrites failing_disk;
+    answers.push_back(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})"));
+    answers.push_back(Call("PATCH", "/api/v1/dags/etl", R"({"is_paused":true})"));
+    answers.push_back(Call("PATCH", "/api/v1/dags/etl/dagRuns/r0", R"({"state":"failed"})"));
+  }
+  for (const HttpResponse& r : answers) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_TRUE(Body(r)["detail"].get<std::string>().starts_with("state store cannot commit: ")) << r.body;
+    EXPECT_TRUE(Body(r)["detail"].get<std::string>().ends_with("; nothing was changed, try again later")) << r.body;
+  }
+  ASSERT_EQ(refused_.size(), 3u);
+  for (const Status& s : refused_) EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  // Nothing was changed, and once the disk writes again the same changes go through.
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns"))["total_entries"], 1);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl"))["is_paused"], false);
+  EXPECT_EQ(Body(Call("GET", "/api/v1/dags/etl/dagRuns/r0"))["state"], "queued");
+  EXPECT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl", R"({"is_paused":true})").status, 200);
+  EXPECT_EQ(Call("PATCH", "/api/v1/dags/etl/dagRuns/r0", R"({"state":"failed"})").status, 200);
 }
 
 TEST_F(RouterTest, DagsListHasTheContractFields) {
