@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "app/api_client.h"
+#include "core/states.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "core/utf8.h"
@@ -118,8 +119,15 @@ void PrintTable(const std::vector<std::string>& header, const std::vector<std::v
   for (const auto& row : rows) print_row(row);
 }
 
+// The daemon's state tokens, judged by core/states: a token this build does not know is not finished.
 bool IsFinishedTaskState(const std::string& state) {
-  return state == "success" || state == "failed" || state == "upstream_failed" || state == "skipped";
+  std::optional<TaskState> parsed = ParseTaskState(state);
+  return parsed && IsFinished(*parsed);
+}
+
+bool IsFinishedRunState(const std::string& state) {
+  std::optional<RunState> parsed = ParseRunState(state);
+  return parsed && IsFinished(*parsed);
 }
 
 // One CLI command's conversation with the daemon: where it is, which token to show it, and
@@ -293,7 +301,7 @@ int WaitForRun(DaemonSession& daemon, const std::string& dag_id, const std::stri
     // Read the task instances after the run, so a finished run is drawn with its final states.
     auto tis = daemon.Get(run_path + "/taskInstances");
     if (!tis.ok()) return Fail(tis.status());
-    const bool finished = state == "success" || state == "failed";
+    const bool finished = IsFinishedRunState(state);
     progress.Update(tis->value("task_instances", json::array()), finished);
     if (finished) break;
     std::this_thread::sleep_for(kPollInterval);

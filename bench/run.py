@@ -40,6 +40,9 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 
 PEERS = ["floor", "make", "ninja", "snakemake", "parallel", "nightshift-run", "nightshift-daemon"]
+# With --baseline PATH, each Nightshift mode also runs with that second binary under this name.
+BASELINE_PEERS = {"nightshift-run": "nightshift-before-run", "nightshift-daemon": "nightshift-before-daemon"}
+ALL_PEERS = PEERS + list(BASELINE_PEERS.values())
 STAMP_PEERS = {"make", "ninja", "snakemake"}
 
 DEFAULT_SHAPES = "chain:1000,wide:1000,wide:10000,layers:10x20,mapped:10000/10"
@@ -153,8 +156,9 @@ def proc_status(pid, field):
 class Daemon:
     """`nightshift serve` in a fresh folder: its own dags/, state/ and port."""
 
-    def __init__(self, ctx, dag_files=(), parallelism=None):
+    def __init__(self, ctx, dag_files=(), parallelism=None, binary=None):
         self.ctx = ctx
+        self.binary = binary or ctx.nightshift
         self.root = tempfile.mkdtemp(prefix="daemon-", dir=ctx.work)
         self.dags = os.path.join(self.root, "dags")
         os.makedirs(self.dags)
@@ -176,7 +180,7 @@ class Daemon:
         self.started = time.monotonic()
         self.log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([self.ctx.nightshift, "serve", "--config", self.config],
+            self.proc = subprocess.Popen([self.binary, "serve", "--config", self.config],
                                          cwd=self.root, stdin=subprocess.DEVNULL, stdout=self.log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
@@ -252,17 +256,25 @@ class Context:
         self.timeout = args.timeout
         self.snakemake_max = args.snakemake_max
         self.work = tempfile.mkdtemp(prefix="nightshift-bench-")
-        # measure a private copy: a rebuild of build/nightshift during the run changes nothing here
-        self.nightshift_source = os.path.abspath(args.nightshift)
-        self.nightshift_built = os.path.getmtime(self.nightshift_source)
-        self.nightshift = os.path.join(self.work, "nightshift")
-        shutil.copy2(self.nightshift_source, self.nightshift)
-        check = subprocess.run([self.nightshift, "--version"], capture_output=True, text=True, timeout=60)
-        if check.returncode != 0:
-            sys.exit(f"run.py: {self.nightshift_source} --version failed (being rebuilt?): {check.stderr.strip()}")
+        self.nightshift_source, self.nightshift_built, self.nightshift = self.private_copy(args.nightshift, "nightshift")
+        self.baseline_source = self.baseline_built = self.baseline = None
+        if args.baseline:
+            self.baseline_source, self.baseline_built, self.baseline = self.private_copy(args.baseline,
+                                                                                        "nightshift-before")
         self.floor = None
         self.tools = {}
         self.last_state_db = {}   # (shape, peer) -> state.db of the latest Nightshift measurement
+
+    def private_copy(self, path, name):
+        """Measures a private copy: a rebuild of the binary during the run changes nothing here.
+        Returns (absolute source path, its build time, the copy's path)."""
+        source = os.path.abspath(path)
+        copy = os.path.join(self.work, name)
+        shutil.copy2(source, copy)
+        check = subprocess.run([copy, "--version"], capture_output=True, text=True, timeout=60)
+        if check.returncode != 0:
+            sys.exit(f"run.py: {source} --version failed (being rebuilt?): {check.stderr.strip()}")
+        return source, os.path.getmtime(source), copy
 
 
 def fresh_stamps(shape_dir):
@@ -311,14 +323,20 @@ def measure(ctx, peer, shape_dir, info, rep):
         env = dict(os.environ, PARALLEL_SHELL="/bin/sh")
         return run_timed([ctx.tools["parallel"], "--will-cite", "-j", str(j), "-N0", info["command"],
                           "::::", "chunks.txt"], shape_dir, ctx.timeout, logfile, env=env)
-    if peer == "nightshift-run":
+    # the baseline binary runs exactly as the main one does, under its own peer name
+    binary = ctx.nightshift
+    mode = peer
+    if peer in BASELINE_PEERS.values():
+        binary = ctx.baseline
+        mode = next(main for main, before in BASELINE_PEERS.items() if before == peer)
+    if mode == "nightshift-run":
         state = tempfile.mkdtemp(prefix="run-", dir=ctx.work)
-        seconds = run_timed([ctx.nightshift, "run", "dag.yaml", "-j", str(j), "--state-dir", state],
+        seconds = run_timed([binary, "run", "dag.yaml", "-j", str(j), "--state-dir", state],
                             shape_dir, ctx.timeout, logfile)
         keep_state(ctx, info, peer, os.path.join(state, "state.db"), state)
         return seconds
-    if peer == "nightshift-daemon":
-        daemon = Daemon(ctx, [os.path.join(shape_dir, "dag.yaml")])
+    if mode == "nightshift-daemon":
+        daemon = Daemon(ctx, [os.path.join(shape_dir, "dag.yaml")], binary=binary)
         try:
             daemon.start()
             daemon.wait_dag(info["dag_id"], ctx.timeout)
@@ -565,6 +583,10 @@ def versions(ctx):
     head = first_line(["git", "-C", REPO, "log", "-1", "--format=%h %s"])
     v = {"nightshift": f"{first_line([ctx.nightshift, '--version'])} (copy of {ctx.nightshift_source}, "
                        f"built {built.strftime('%Y-%m-%d %H:%M UTC')}; repo HEAD {head})"}
+    if ctx.baseline:
+        built = datetime.datetime.fromtimestamp(ctx.baseline_built, datetime.timezone.utc)
+        v["nightshift-before (--baseline)"] = (f"{first_line([ctx.baseline, '--version'])} (copy of "
+                                               f"{ctx.baseline_source}, built {built.strftime('%Y-%m-%d %H:%M UTC')})")
     commands = {"make": ["--version"], "ninja": ["--version"], "snakemake": ["--version"],
                 "parallel": ["--version"], "wrk": ["-v"]}
     for tool, flags in commands.items():
@@ -598,24 +620,27 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
-def table(rows, shapes):
-    """rows: {(shape, peer): {'times': [...], 'note': str}} -> list of text lines (markdown)."""
-    lines = ["| shape | peer | runs | median s | min s | nightshift-run / peer | nightshift-daemon / peer | note |",
-             "|---|---|---|---|---|---|---|---|"]
+def table(rows, shapes, baseline=False):
+    """rows: {(shape, peer): {'times': [...], 'note': str}} -> list of text lines (markdown).
+    With baseline, two more ratio columns: the --baseline binary's median divided by the peer's."""
+    ratio_peers = ["nightshift-run", "nightshift-daemon"]
+    if baseline:
+        ratio_peers += [BASELINE_PEERS[p] for p in ratio_peers]
+    lines = ["| shape | peer | runs | median s | min s | " + " | ".join(f"{p} / peer" for p in ratio_peers) + " | note |",
+             "|---|---|---|---|---|" + "---|" * len(ratio_peers) + "---|"]
     for shape in shapes:
         med = {}
-        for peer in PEERS:
+        for peer in ALL_PEERS:
             r = rows.get((shape, peer))
             med[peer] = statistics.median(r["times"]) if r and r["times"] else None
-        for peer in PEERS:
+        for peer in ALL_PEERS:
             r = rows.get((shape, peer))
             if r is None:
                 continue
             times = r["times"]
+            ratios = " | ".join(fmt_ratio(med[p], med[peer]) for p in ratio_peers)
             lines.append(f"| {shape} | {peer} | {len(times)}/{r['attempts']} | {fmt_s(med[peer])} | "
-                         f"{fmt_s(min(times) if times else None)} | "
-                         f"{fmt_ratio(med['nightshift-run'], med[peer])} | "
-                         f"{fmt_ratio(med['nightshift-daemon'], med[peer])} | {r['note']} |")
+                         f"{fmt_s(min(times) if times else None)} | {ratios} | {r['note']} |")
     return lines
 
 
@@ -623,12 +648,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nightshift", default=os.path.join(REPO, "build", "nightshift"),
                     help="the nightshift binary (default: build/nightshift)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="a second nightshift binary (e.g. main's) measured beside --nightshift as the peers "
+                         "nightshift-before-run and nightshift-before-daemon, for a before/after comparison")
     ap.add_argument("--shapes", help=f"comma list of KIND:SIZE (default {DEFAULT_SHAPES}; "
                                      f"--quick: {QUICK_SHAPES})")
     ap.add_argument("--reps", type=int, help="repetitions per peer and shape (default 3; --quick: 2)")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="parallelism for every peer (default 2)")
     ap.add_argument("--cmd", default="true", help="task command: true (default), sleep:S or cpu:K")
-    ap.add_argument("--peers", default=",".join(PEERS), help="comma list of peers to run (default: all)")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="comma list of peers to run (default: all); nightshift means both of its modes")
     ap.add_argument("--timeout", type=float, help="seconds per measurement (default 120; --quick: 60)")
     ap.add_argument("--snakemake-max", type=int, default=2000,
                     help="skip snakemake on graphs with more tasks than this (default 2000)")
@@ -654,10 +683,19 @@ def main():
     args.wrk_tasks = args.wrk_tasks or (2000 if quick else 10000)
     args.wrk_seconds = args.wrk_seconds or (5 if quick else 10)
     extras = [] if args.extras == "none" else [e.strip() for e in args.extras.split(",") if e.strip()]
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    for p in peers:
-        if p not in PEERS:
-            sys.exit(f"run.py: unknown peer {p!r}; peers: {', '.join(PEERS)}")
+    peers = []
+    for p in (p.strip() for p in args.peers.split(",")):
+        expanded = ["nightshift-run", "nightshift-daemon"] if p == "nightshift" else [p] if p else []
+        for q in expanded:
+            if q not in PEERS:
+                sys.exit(f"run.py: unknown peer {q!r}; peers: nightshift, {', '.join(PEERS)}")
+            if q not in peers:
+                peers.append(q)
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            sys.exit(f"run.py: --baseline {args.baseline} is not an executable")
+        # each Nightshift mode measured is measured with the baseline too, in the same rotation
+        peers += [BASELINE_PEERS[p] for p in list(peers) if p in BASELINE_PEERS]
     for e in extras:
         if e not in EXTRAS:
             sys.exit(f"run.py: unknown extra {e!r}; extras: {', '.join(EXTRAS)}")
@@ -706,15 +744,15 @@ def main():
                         row["attempts"] -= 1
                         row["note"] = f"skipped: {e}"
                         given_up[peer] = True
-                        log(f"   {peer:18s} skipped: {e}")
+                        log(f"   {peer:24s} skipped: {e}")
                         continue
                     except Failed as e:
                         row["note"] = f"failed: {e}"
                         given_up[peer] = True
-                        log(f"   {peer:18s} FAILED: {e} (no further repetitions)")
+                        log(f"   {peer:24s} FAILED: {e} (no further repetitions)")
                         continue
                     row["times"].append(seconds)
-                    log(f"   {peer:18s} rep {rep + 1}: {seconds:.3f} s")
+                    log(f"   {peer:24s} rep {rep + 1}: {seconds:.3f} s")
         extra_results = []
         for name in extras:
             log(f"== extra: {name}")
@@ -732,7 +770,7 @@ def main():
     # peers that do not apply to a shape (stamp peers on mapped, parallel elsewhere) are left out
     not_applicable = ("skipped: mapped shapes", "skipped: GNU parallel runs")
     shown = {k: v for k, v in rows.items() if not v["note"].startswith(not_applicable)}
-    lines = table(shown, shapes)
+    lines = table(shown, shapes, baseline=bool(args.baseline))
     elapsed = time.monotonic() - t_start
     print()
     print("\n".join(lines))
@@ -761,7 +799,8 @@ def main():
     report += [f"- {k}: {val}" for k, val in v.items()]
     report += [
         "",
-        "## Wall time (seconds; the ratio columns are Nightshift's median divided by the peer's median)",
+        "## Wall time (seconds; the ratio columns are Nightshift's median divided by the peer's median"
+        + ("; nightshift-before-* is the --baseline binary)" if args.baseline else ")"),
         "",
         *lines,
         "",

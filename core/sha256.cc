@@ -91,10 +91,4 @@ std::string Sha256::HexDigest() {
   return out;
 }
 
-std::string Sha256Hex(std::string_view data) {
-  Sha256 h;
-  h.Update(data);
-  return h.HexDigest();
-}
-
 }  // namespace nightshift

@@ -23,6 +23,4 @@ class Sha256 {
   uint64_t length_ = 0;  // bytes
 };
 
-std::string Sha256Hex(std::string_view data);
-
 }  // namespace nightshift

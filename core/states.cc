@@ -9,6 +9,15 @@ constexpr std::array<std::string_view, 4> kRunStateNames = {"queued", "running",
 constexpr std::array<std::string_view, 8> kTaskStateNames = {
     "scheduled", "queued", "running", "success", "failed", "up_for_retry", "upstream_failed", "skipped"};
 
+template <typename State, size_t N>
+constexpr std::array<State, N> Enumerate() {
+  std::array<State, N> all{};
+  for (size_t i = 0; i < N; ++i) all[i] = static_cast<State>(i);
+  return all;
+}
+constexpr auto kAllRunStates = Enumerate<RunState, kRunStateNames.size()>();
+constexpr auto kAllTaskStates = Enumerate<TaskState, kTaskStateNames.size()>();
+
 using S = TaskState;
 // kTransitions[from][to]: the one table of legal task-instance transitions.
 //                                    sch    que    run    suc    fai    ufr    upf    ski
@@ -27,6 +36,9 @@ constexpr bool kTransitions[8][8] = {
 
 std::string_view ToString(RunState state) { return kRunStateNames[static_cast<size_t>(state)]; }
 std::string_view ToString(TaskState state) { return kTaskStateNames[static_cast<size_t>(state)]; }
+
+std::span<const RunState> AllRunStates() { return kAllRunStates; }
+std::span<const TaskState> AllTaskStates() { return kAllTaskStates; }
 
 std::optional<RunState> ParseRunState(std::string_view text) {
   for (size_t i = 0; i < kRunStateNames.size(); ++i) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace nightshift {
@@ -25,6 +26,10 @@ std::string_view ToString(RunState state);
 std::string_view ToString(TaskState state);
 std::optional<RunState> ParseRunState(std::string_view text);
 std::optional<TaskState> ParseTaskState(std::string_view text);
+// Every state, in the order declared above: for listings (GET /api/v1/states, metrics) that must
+// pick up a new state without being edited.
+std::span<const RunState> AllRunStates();
+std::span<const TaskState> AllTaskStates();
 
 bool IsFinished(RunState state);
 // success, failed, upstream_failed, skipped: the instance will not run again unless cleared.

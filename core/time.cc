@@ -103,14 +103,6 @@ std::string FormatRfc3339In(TimePoint t, std::string_view timezone) {
   return FormatWallClock(t.time_since_epoch() + offset) + FormatOffset(offset);
 }
 
-std::string FormatDate(TimePoint t) {
-  const date::year_month_day ymd(std::chrono::floor<date::days>(t));
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-  return buf;
-}
-
 Result<TimePoint> ParseTimestamp(std::string_view text, std::string_view timezone) {
   // Surrounding blanks are YAML/CLI noise, not meaning.
   text = Trim(text);

@@ -18,8 +18,6 @@ std::string FormatRfc3339(TimePoint t);
 // RFC 3339 with the offset of `timezone` at that instant: "2026-11-28T22:00:00+01:00".
 // Falls back to UTC when the zone is unknown.
 std::string FormatRfc3339In(TimePoint t, std::string_view timezone);
-// "YYYY-MM-DD" of `t` in UTC.
-std::string FormatDate(TimePoint t);
 
 // Parses "2026-01-01" (midnight) or "2026-01-01T02:00:00" / "2026-01-01 02:00" (local time in
 // `timezone`), or a full RFC 3339 timestamp with "Z" or an offset (timezone then ignored).

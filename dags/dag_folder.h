@@ -27,7 +27,6 @@ class DagFolder {
 
   const std::map<std::string, Dag>& dags() const { return dags_; }  // by dag_id
   const std::vector<ImportError>& import_errors() const { return import_errors_; }  // by filename
-  const std::string& folder() const { return folder_; }
 
  private:
   struct FileEntry {

@@ -274,6 +274,4 @@ uint16_t HttpServer::port() const {
   return ec ? 0 : endpoint.port();
 }
 
-size_t HttpServer::open_connections() const { return state_->sessions.size(); }
-
 }  // namespace nightshift

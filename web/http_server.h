@@ -43,7 +43,6 @@ class HttpServer {
   // io_context's thread (post it there from elsewhere) once that thread runs.
   void Stop();
   uint16_t port() const;
-  size_t open_connections() const;
 
  private:
   struct State;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
@@ -201,6 +202,25 @@ json DagSummary(const Dag& dag, bool is_paused, bool has_import_errors, TimePoin
   return j;
 }
 
+// GET /api/v1/states: every run and task state and which of them are finished, so clients (the
+// dashboard) take these sets from core/states rather than keep their own copies.
+HttpResponse States() {
+  json run_states = json::array(), finished_runs = json::array();
+  for (RunState state : AllRunStates()) {
+    run_states.push_back(std::string(ToString(state)));
+    if (IsFinished(state)) finished_runs.push_back(std::string(ToString(state)));
+  }
+  json task_states = json::array(), finished_tasks = json::array();
+  for (TaskState state : AllTaskStates()) {
+    task_states.push_back(std::string(ToString(state)));
+    if (IsFinished(state)) finished_tasks.push_back(std::string(ToString(state)));
+  }
+  return JsonResponse({{"run_states", run_states},
+                       {"finished_run_states", finished_runs},
+                       {"task_states", task_states},
+                       {"finished_task_states", finished_tasks}});
+}
+
 }  // namespace
 
 std::string ContentTypeFor(std::string_view name) {
@@ -241,34 +261,136 @@ HttpResponse JsonError(int status, const std::string& detail) {
   return JsonResponse(body, status);
 }
 
-const std::vector<std::pair<std::string, std::string>>& ApiRoutes() {
-  static const std::vector<std::pair<std::string, std::string>> routes = {
-      {"GET", "/api/v1/health"},
-      {"GET", "/api/v1/dags"},
-      {"GET", "/api/v1/dags/{dag_id}"},
-      {"PATCH", "/api/v1/dags/{dag_id}"},
-      {"GET", "/api/v1/dags/{dag_id}/grid"},
-      {"GET", "/api/v1/dags/{dag_id}/dagRuns"},
-      {"POST", "/api/v1/dags/{dag_id}/dagRuns"},
-      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}"},
-      {"PATCH", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}"},
-      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"},
-      {"PATCH", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"},
-      {"POST", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/clear"},
-      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries"},
-      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}"},
-      {"GET", "/api/v1/importErrors"},
-      {"GET", "/api/v1/windows"},
-      {"GET", "/api/v1/openapi.json"},
-      {"GET", "/metrics"},
-  };
-  return routes;
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kInvalidArgument: return 400;
+    case Status::Code::kAlreadyExists: return 409;
+    case Status::Code::kBusy:
+    case Status::Code::kUnavailable: return 503;  // worth retrying: the database is locked, full or read-only
+    case Status::Code::kOk:  // not an error; a caller that gets here has a bug worth a 500
+    case Status::Code::kIOError:
+    case Status::Code::kCorruption: return 500;
+  }
+  return 500;
 }
 
+HttpResponse StatusError(const Status& status) {
+  const int code = HttpStatusFor(status);
+  return JsonError(code, code >= 500 ? status.ToString() : status.message());
+}
+
+struct ApiRouter::Call {
+  const View& v;
+  const HttpRequest& request;
+  // The path's parameters; empty when the route's pattern has no such {parameter}.
+  std::string dag_id;
+  std::string dag_run_id;
+  std::string task_id;
+  std::string try_number;
+};
+
+std::span<const ApiRouter::Route> ApiRouter::Routes() {
+  using A = Access;
+  using R = const ApiRouter&;
+  using C = const Call&;
+  static const Route kRoutes[] = {
+      {"GET", "/api/v1/health", A::kOpen, [](R r, C) { return r.Health(); }},
+      {"GET", "/api/v1/openapi.json", A::kOpen, [](R r, C) { return r.OpenApi(); }},
+      {"GET", "/api/v1/states", A::kOpen, [](R, C) { return States(); }},
+      {"GET", "/metrics", A::kOpen, [](R r, C c) { return r.Metrics(c.v); }},
+      {"GET", "/api/v1/dags", A::kRead, [](R r, C c) { return r.ListDags(c.v, c.request); }},
+      {"GET", "/api/v1/importErrors", A::kRead, [](R r, C c) { return r.ListImportErrors(c.v); }},
+      {"GET", "/api/v1/windows", A::kRead, [](R r, C c) { return r.ListWindows(c.v); }},
+      {"GET", "/api/v1/dags/{dag_id}", A::kRead, [](R r, C c) { return r.GetDag(c.v, c.dag_id); }},
+      {"PATCH", "/api/v1/dags/{dag_id}", A::kWrite,
+       [](R r, C c) { return r.PatchDag(c.v, c.dag_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/grid", A::kRead, [](R r, C c) { return r.Grid(c.v, c.dag_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/dagRuns", A::kRead,
+       [](R r, C c) { return r.ListRuns(c.v, c.dag_id, c.request); }},
+      {"POST", "/api/v1/dags/{dag_id}/dagRuns", A::kWrite,
+       [](R r, C c) { return r.TriggerRun(c.v, c.dag_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}", A::kRead,
+       [](R r, C c) { return r.GetRun(c.dag_id, c.dag_run_id); }},
+      {"PATCH", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}", A::kWrite,
+       [](R r, C c) { return r.PatchRun(c.dag_id, c.dag_run_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", A::kRead,
+       [](R r, C c) { return r.ListTaskInstances(c.dag_id, c.dag_run_id); }},
+      {"PATCH", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", A::kWrite,
+       [](R r, C c) { return r.PatchTask(c.dag_id, c.dag_run_id, c.task_id, c.request); }},
+      {"POST", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/clear", A::kWrite,
+       [](R r, C c) { return r.ClearTask(c.dag_id, c.dag_run_id, c.task_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries", A::kRead,
+       [](R r, C c) { return r.ListTries(c.dag_id, c.dag_run_id, c.task_id, c.request); }},
+      {"GET", "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}", A::kRead,
+       [](R r, C c) { return r.GetLog(c.dag_id, c.dag_run_id, c.task_id, c.try_number, c.request); }},
+  };
+  return kRoutes;
+}
+
+namespace {
+
+// A route's pattern split into segments once: literals, and the Call field each {parameter} fills.
+struct CompiledRoute {
+  const ApiRouter::Route* route;
+  std::vector<std::string> literals;                   // "" where the segment is a parameter
+  std::vector<std::string ApiRouter::Call::*> params;  // nullptr where the segment is a literal
+};
+
+const std::vector<CompiledRoute>& CompiledRoutes() {
+  static const std::vector<CompiledRoute> compiled = [] {
+    std::vector<CompiledRoute> out;
+    for (const ApiRouter::Route& route : ApiRouter::Routes()) {
+      CompiledRoute c{&route, {}, {}};
+      for (const std::string& segment : PathSegments(route.pattern)) {
+        std::string ApiRouter::Call::*param = nullptr;
+        if (segment.starts_with('{')) {
+          if (segment == "{dag_id}") param = &ApiRouter::Call::dag_id;
+          if (segment == "{dag_run_id}") param = &ApiRouter::Call::dag_run_id;
+          if (segment == "{task_id}") param = &ApiRouter::Call::task_id;
+          if (segment == "{try_number}") param = &ApiRouter::Call::try_number;
+          // A {parameter} the Call has no field for is a mistake in the table, not in a request.
+          if (!param) std::abort();
+        }
+        c.literals.push_back(param ? "" : segment);
+        c.params.push_back(param);
+      }
+      out.push_back(std::move(c));
+    }
+    return out;
+  }();
+  return compiled;
+}
+
+bool PathFits(const CompiledRoute& c, const std::vector<std::string>& seg) {
+  if (seg.size() != c.literals.size()) return false;
+  for (size_t i = 0; i < seg.size(); ++i) {
+    if (!c.params[i] && seg[i] != c.literals[i]) return false;
+  }
+  return true;
+}
+
+bool MethodFits(const ApiRouter::Route& route, const std::string& method) {
+  return method == route.method || (method == "HEAD" && std::string_view(route.method) == "GET");
+}
+
+// The route for the request's method and path segments, or nullptr; *allowed then lists the
+// methods the path has (empty when no route has this path).
+const CompiledRoute* FindRoute(const std::string& method, const std::vector<std::string>& seg,
+                               std::string* allowed) {
+  for (const CompiledRoute& c : CompiledRoutes()) {
+    if (!PathFits(c, seg)) continue;
+    if (MethodFits(*c.route, method)) return &c;
+    if (allowed) *allowed += (allowed->empty() ? "" : ", ") + std::string(c.route->method);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 bool ApiRouter::NeedsScheduler(const HttpRequest& request) const {
-  if (request.method == "GET" || request.method == "HEAD") return false;
-  if (!ParseTarget(request.target).path.starts_with("/api/v1/")) return false;
-  return Authorized(request);
+  const CompiledRoute* c = FindRoute(request.method, PathSegments(ParseTarget(request.target).path), nullptr);
+  return c && c->route->access == Access::kWrite && Authorized(request);
 }
 
 HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
@@ -279,80 +401,54 @@ HttpResponse ApiRouter::Handle(const HttpRequest& request) const {
   const std::vector<std::string> seg = PathSegments(target.path);
   const std::string& method = request.method;
   const bool get = method == "GET" || method == "HEAD";
-  auto not_allowed = [&](const char* allowed) {
-    HttpResponse r = JsonError(405, "use " + std::string(allowed) + " for " + target.path);
-    r.headers.emplace_back("Allow", allowed);
-    return r;
-  };
 
-  if (target.path == "/metrics") return get ? Metrics(v) : not_allowed("GET");
-  if (seg.size() >= 2 && seg[0] == "api" && seg[1] == "v1") {
-    if (seg.size() == 3 && seg[2] == "health") return get ? Health() : not_allowed("GET");
-    if (seg.size() == 3 && seg[2] == "openapi.json") return get ? OpenApi() : not_allowed("GET");
-    // Everything else needs the token to change state, and to read when so configured.
-    const bool open_read = get && !(v.config && v.config->read_requires_token);
-    if (!open_read && !Authorized(request)) {
-      return JsonError(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
+  std::string allowed;
+  const CompiledRoute* found = FindRoute(method, seg, &allowed);
+  if (!found) {
+    if (!allowed.empty()) {
+      HttpResponse r = JsonError(405, "use " + allowed + " for " + target.path);
+      r.headers.emplace_back("Allow", allowed);
+      return r;
     }
-    if (!get) {
-      if (std::optional<HttpResponse> refusal = RefuseNonJsonBody(request)) return *refusal;
-      if (std::optional<std::string> problem = context_.store_problem ? context_.store_problem() : std::nullopt) {
-        return JsonError(503, *problem + "; nothing was changed: changes are refused until a commit succeeds "
-                                         "(GET /api/v1/health answers 200 again)");
-      }
+    if (get && (target.path == "/" || target.path.starts_with("/static/"))) {
+      if (std::optional<HttpResponse> asset = StaticAsset(target.path)) return *asset;
     }
-    if (seg.size() == 3 && seg[2] == "dags") return get ? ListDags(v, request) : not_allowed("GET");
-    if (seg.size() == 3 && seg[2] == "importErrors") return get ? ListImportErrors(v) : not_allowed("GET");
-    if (seg.size() == 3 && seg[2] == "windows") return get ? ListWindows(v) : not_allowed("GET");
-    if (seg.size() >= 4 && seg[2] == "dags") {
-      const std::string& dag_id = seg[3];
-      if (dag_id != "~" && !IsValidId(dag_id)) return JsonError(400, "invalid dag_id \"" + dag_id + "\"");
-      if (seg.size() == 4) {
-        if (get) return GetDag(v, dag_id);
-        return method == "PATCH" ? PatchDag(v, dag_id, request) : not_allowed("GET, PATCH");
-      }
-      if (seg.size() == 5 && seg[4] == "grid") return get ? Grid(v, dag_id, request) : not_allowed("GET");
-      if (seg[4] == "dagRuns") {
-        if (seg.size() == 5) {
-          if (get) return ListRuns(v, dag_id, request);
-          return method == "POST" ? TriggerRun(v, dag_id, request) : not_allowed("GET, POST");
-        }
-        const std::string& run_id = seg[5];
-        if (!IsValidRunId(run_id)) return JsonError(400, "invalid dag_run_id \"" + run_id + "\"");
-        if (seg.size() == 6) {
-          if (get) return GetRun(dag_id, run_id);
-          return method == "PATCH" ? PatchRun(dag_id, run_id, request) : not_allowed("GET, PATCH");
-        }
-        if (seg[6] == "taskInstances") {
-          if (seg.size() == 7) return get ? ListTaskInstances(dag_id, run_id) : not_allowed("GET");
-          const std::string& task_id = seg[7];
-          if (!IsValidId(task_id)) return JsonError(400, "invalid task_id \"" + task_id + "\"");
-          if (seg.size() == 8) return method == "PATCH" ? PatchTask(dag_id, run_id, task_id, request) : not_allowed("PATCH");
-          if (seg.size() == 9 && seg[8] == "clear") {
-            return method == "POST" ? ClearTask(dag_id, run_id, task_id, request) : not_allowed("POST");
-          }
-          if (seg.size() == 9 && seg[8] == "tries") {
-            return get ? ListTries(dag_id, run_id, task_id, request) : not_allowed("GET");
-          }
-          if (seg.size() == 10 && seg[8] == "logs") {
-            return get ? GetLog(dag_id, run_id, task_id, seg[9], request) : not_allowed("GET");
-          }
-        }
-      }
+    return JsonError(404, "no route for " + request.method + " " + target.path);
+  }
+  const Route& route = *found->route;
+  // Writes need the token; reads too when so configured.
+  const bool open = route.access == Access::kOpen ||
+                    (route.access == Access::kRead && !(v.config && v.config->read_requires_token));
+  if (!open && !Authorized(request)) {
+    return JsonError(401, "missing or wrong bearer token (Authorization: Bearer <token>)");
+  }
+  if (route.access == Access::kWrite) {
+    if (std::optional<HttpResponse> refusal = RefuseNonJsonBody(request)) return *refusal;
+    if (std::optional<std::string> problem = context_.store_problem ? context_.store_problem() : std::nullopt) {
+      return JsonError(503, *problem + "; nothing was changed: changes are refused until a commit succeeds "
+                                       "(GET /api/v1/health answers 200 again)");
     }
   }
-  if (get && (target.path == "/" || target.path.starts_with("/static/"))) {
-    if (std::optional<HttpResponse> asset = StaticAsset(target.path)) return *asset;
+  Call call{v, request, {}, {}, {}, {}};
+  for (size_t i = 0; i < seg.size(); ++i) {
+    if (found->params[i]) call.*(found->params[i]) = seg[i];
   }
-  return JsonError(404, "no route for " + request.method + " " + target.path);
+  // Ids no stored object can have are refused before any lookup.
+  const std::string& dag_id = call.dag_id;
+  if (!dag_id.empty() && dag_id != "~" && !IsValidId(dag_id)) return JsonError(400, "invalid dag_id \"" + dag_id + "\"");
+  const std::string& run_id = call.dag_run_id;
+  if (!run_id.empty() && !IsValidRunId(run_id)) return JsonError(400, "invalid dag_run_id \"" + run_id + "\"");
+  const std::string& task_id = call.task_id;
+  if (!task_id.empty() && !IsValidId(task_id)) return JsonError(400, "invalid task_id \"" + task_id + "\"");
+  return route.handler(*this, call);
 }
 
 HttpResponse ApiRouter::ChangeFailed(const Status& s) const {
-  if (s.IsUnavailable() || s.code() == Status::Code::kBusy) {
+  if (HttpStatusFor(s) == 503) {
     if (context_.commit_failed) context_.commit_failed(s);
     return JsonError(503, "state store cannot commit: " + s.message() + "; nothing was changed, try again later");
   }
-  return JsonError(s.IsNotFound() ? 404 : s.IsInvalidArgument() ? 400 : s.IsAlreadyExists() ? 409 : 500, s.message());
+  return StatusError(s);
 }
 
 bool ApiRouter::Authorized(const HttpRequest& request) const {
@@ -414,7 +510,8 @@ HttpResponse ApiRouter::TriggerRun(const View& v, const std::string& dag_id, con
   if (!run.ok()) {
     const Status& s = run.status();
     if (s.IsAlreadyExists()) {
-      return JsonError(409, "DAG run \"" + run_id.value_or("") + "\" already exists for DAG \"" + dag_id + "\"");
+      return JsonError(HttpStatusFor(s),
+                       "DAG run \"" + run_id.value_or("") + "\" already exists for DAG \"" + dag_id + "\"");
     }
     return ChangeFailed(s);
   }
@@ -432,7 +529,8 @@ HttpResponse ApiRouter::ListRuns(const View& v, const std::string& dag_id, const
   if (dag_id != "~") {
     if (!v.dags->FindDag(dag_id)) {
       auto record = context_.store->GetDag(dag_id);
-      if (!record.ok() || !record->has_value()) return JsonError(404, "DAG \"" + dag_id + "\" not found");
+      if (!record.ok()) return StatusError(record.status());
+      if (!record->has_value()) return JsonError(404, "DAG \"" + dag_id + "\" not found");
     }
     query.dag_id = dag_id;
   }
@@ -444,7 +542,7 @@ HttpResponse ApiRouter::ListRuns(const View& v, const std::string& dag_id, const
     query.state = state;
   }
   auto page = context_.store->ListRuns(query);
-  if (!page.ok()) return JsonError(500, page.status().ToString());
+  if (!page.ok()) return StatusError(page.status());
   json runs = json::array();
   for (const DagRun& run : page->runs) runs.push_back(RunJson(run));
   return JsonResponse({{"dag_runs", runs}, {"total_entries", page->total_entries}});
@@ -452,17 +550,17 @@ HttpResponse ApiRouter::ListRuns(const View& v, const std::string& dag_id, const
 
 HttpResponse ApiRouter::GetRun(const std::string& dag_id, const std::string& run_id) const {
   auto run = context_.store->GetRunSummary(dag_id, run_id);
-  if (!run.ok()) return JsonError(500, run.status().ToString());
+  if (!run.ok()) return StatusError(run.status());
   if (!run->has_value()) return JsonError(404, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
   return JsonResponse(RunJson(**run));
 }
 
 HttpResponse ApiRouter::ListTaskInstances(const std::string& dag_id, const std::string& run_id) const {
   auto run = context_.store->GetRunSummary(dag_id, run_id);
-  if (!run.ok()) return JsonError(500, run.status().ToString());
+  if (!run.ok()) return StatusError(run.status());
   if (!run->has_value()) return JsonError(404, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
   auto tis = context_.store->ListTaskInstances((*run)->id);
-  if (!tis.ok()) return JsonError(500, tis.status().ToString());
+  if (!tis.ok()) return StatusError(tis.status());
   json list = json::array();
   for (const TaskInstance& ti : *tis) list.push_back(TaskInstanceJson(ti));
   return JsonResponse({{"task_instances", list}, {"total_entries", list.size()}});
@@ -530,13 +628,17 @@ Result<TaskInstance> ApiRouter::FindTaskInstance(const std::string& dag_id, cons
     map_index = *parsed;
   }
   auto run = context_.store->GetRunSummary(dag_id, run_id);
-  if (!run.ok() || !run->has_value()) {
-    *error = JsonError(run.ok() ? 404 : 500, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
+  if (!run.ok()) {
+    *error = StatusError(run.status());
+    return run.status();
+  }
+  if (!run->has_value()) {
+    *error = JsonError(404, "DAG run \"" + run_id + "\" of DAG \"" + dag_id + "\" not found");
     return Status::NotFound("run");
   }
   auto tis = context_.store->ListTaskInstances((*run)->id);
   if (!tis.ok()) {
-    *error = JsonError(500, tis.status().ToString());
+    *error = StatusError(tis.status());
     return tis.status();
   }
   for (const TaskInstance& ti : *tis) {
@@ -553,7 +655,7 @@ HttpResponse ApiRouter::ListTries(const std::string& dag_id, const std::string& 
   auto ti = FindTaskInstance(dag_id, run_id, task_id, request, &error);
   if (!ti.ok()) return error;
   auto tries = context_.store->ListTries(ti->id);
-  if (!tries.ok()) return JsonError(500, tries.status().ToString());
+  if (!tries.ok()) return StatusError(tries.status());
   json list = json::array();
   for (const TaskTry& t : *tries) {
     list.push_back({{"try_number", t.try_number},
@@ -583,7 +685,7 @@ HttpResponse ApiRouter::GetLog(const std::string& dag_id, const std::string& run
   auto ti = FindTaskInstance(dag_id, run_id, task_id, request, &error);
   if (!ti.ok()) return error;
   auto tries = context_.store->ListTries(ti->id);
-  if (!tries.ok()) return JsonError(500, tries.status().ToString());
+  if (!tries.ok()) return StatusError(tries.status());
   const TaskTry* found = nullptr;
   for (const TaskTry& t : *tries) {
     if (t.try_number == try_number) found = &t;
@@ -640,6 +742,8 @@ std::optional<TaskState> Summarize(const std::vector<TaskState>& states) {
   for (TaskState s : kUrgency) {
     if (std::find(states.begin(), states.end(), s) != states.end()) return s;
   }
+  // A state the ranking does not list still shows rather than an empty cell.
+  if (!states.empty()) return states.front();
   return std::nullopt;
 }
 
@@ -656,7 +760,7 @@ HttpResponse ApiRouter::Grid(const View& v, const std::string& dag_id, const Htt
   query.dag_id = dag_id;
   query.limit = std::min(*limit, 500);
   auto page = context_.store->ListRuns(query);
-  if (!page.ok()) return JsonError(500, page.status().ToString());
+  if (!page.ok()) return StatusError(page.status());
   json tasks = json::array();
   std::map<std::string, size_t> column;
   for (const Task& t : dag->tasks) {
@@ -666,7 +770,7 @@ HttpResponse ApiRouter::Grid(const View& v, const std::string& dag_id, const Htt
   json runs = json::array();
   for (const DagRun& run : page->runs) {
     auto tis = context_.store->ListTaskInstances(run.id);
-    if (!tis.ok()) return JsonError(500, tis.status().ToString());
+    if (!tis.ok()) return StatusError(tis.status());
     std::vector<std::vector<TaskState>> by_column(tasks.size());
     for (const TaskInstance& ti : *tis) {
       auto c = column.find(ti.task_id);
@@ -688,15 +792,15 @@ HttpResponse ApiRouter::Grid(const View& v, const std::string& dag_id, const Htt
 HttpResponse ApiRouter::Metrics(const View& v) const {
   PrometheusText out;
   if (auto runs = context_.store->CountRunsByState(); runs.ok()) {
-    for (RunState state : {RunState::kQueued, RunState::kRunning, RunState::kSuccess, RunState::kFailed}) {
+    for (RunState state : AllRunStates()) {
       std::string name(ToString(state));
       out.Gauge("nightshift_dag_runs", "DAG runs in the database by state.", static_cast<double>((*runs)[name]),
                 {{"state", name}});
     }
   }
   if (auto tis = context_.store->CountTaskInstancesByState(); tis.ok()) {
-    for (int i = 0; i <= static_cast<int>(TaskState::kSkipped); ++i) {
-      std::string name(ToString(static_cast<TaskState>(i)));
+    for (TaskState state : AllTaskStates()) {
+      std::string name(ToString(state));
       out.Gauge("nightshift_task_instances", "Task instances in the database by state.",
                 static_cast<double>((*tis)[name]), {{"state", name}});
     }
@@ -775,7 +879,7 @@ HttpResponse ApiRouter::ListDags(const View& v, const HttpRequest& request) cons
   if (!limit || !offset) return JsonError(400, error);
 
   auto records = context_.store->ListDags();
-  if (!records.ok()) return JsonError(500, records.status().ToString());
+  if (!records.ok()) return StatusError(records.status());
   std::map<std::string, bool> paused;
   for (const DagRecord& r : *records) paused[r.dag_id] = r.is_paused;
 
@@ -807,7 +911,7 @@ HttpResponse ApiRouter::GetDag(const View& v, const std::string& dag_id) const {
   const Dag* dag = v.dags->FindDag(dag_id);
   if (!dag) return JsonError(404, "DAG \"" + dag_id + "\" not found");
   auto record = context_.store->GetDag(dag_id);
-  if (!record.ok()) return JsonError(500, record.status().ToString());
+  if (!record.ok()) return StatusError(record.status());
   bool is_paused = record->has_value() && (*record)->is_paused;
   json body = DagSummary(*dag, is_paused, v.dags->HasImportErrors(dag->file_path),
                          context_.clock->Now());

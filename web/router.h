@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "core/config.h"
 #include "core/time.h"
@@ -47,9 +48,26 @@ struct ApiContext {
 
 class ApiRouter {
  public:
+  // Who may call a route: anyone; anyone unless the config sets read_requires_token; only a
+  // request with the API token (and then only on the scheduler's thread: NeedsScheduler).
+  enum class Access { kOpen, kRead, kWrite };
+  // What a handler gets: the request, the snapshots it reads and the path's {parameters}.
+  struct Call;
+  // One row of the route table. Handle dispatches from it, a known path asked with another
+  // method gets its 405 (and Allow header) from it, and a unit test checks that
+  // web/openapi.json describes exactly its (method, pattern) pairs.
+  struct Route {
+    const char* method;   // GET, POST or PATCH; a GET route answers HEAD as well
+    const char* pattern;  // e.g. "/api/v1/dags/{dag_id}": literal segments and {parameters}
+    Access access;
+    HttpResponse (*handler)(const ApiRouter& router, const Call& call);
+  };
+  // The route table: every route of the API, in the order they are matched.
+  static std::span<const Route> Routes();
+
   explicit ApiRouter(ApiContext context) : context_(std::move(context)) {}
   HttpResponse Handle(const HttpRequest& request) const;
-  // True for a request that changes state and carries the right token: it must be handled by
+  // True for a request to a kWrite route that carries the right token: it must be handled by
   // the router whose context has the scheduler, on the scheduler's thread. Everything else
   // (reads, and refusals such as 401) can be answered by any router.
   bool NeedsScheduler(const HttpRequest& request) const;
@@ -95,11 +113,15 @@ class ApiRouter {
   ApiContext context_;
 };
 
-// Every (method, path pattern) the router answers, e.g. {"GET", "/api/v1/dags/{dag_id}"}: the
-// OpenAPI description is checked against this list by a test.
-const std::vector<std::pair<std::string, std::string>>& ApiRoutes();
-
 // {"status":CODE,"title":"...","detail":"..."} with the matching HTTP status.
 HttpResponse JsonError(int status, const std::string& detail);
+
+// The HTTP status that answers a request whose work failed with `status` (not OK): 404 not
+// found, 400 invalid argument, 409 already exists, 503 busy (worth retrying), 500 otherwise.
+// The one mapping from Status to HTTP every handler uses.
+int HttpStatusFor(const Status& status);
+// The error response for a failed Status: HttpStatusFor's code; the detail is the message, and
+// for a 5xx the whole Status text (its kind, e.g. "I/O error: ...", says where to look).
+HttpResponse StatusError(const Status& status);
 
 }  // namespace nightshift

@@ -13,9 +13,13 @@
   const POLL_MS = 1500;
   const TOKEN_KEY = 'nightshift.token';
   const GRID_LIMIT_KEY = 'nightshift.gridLimit';
-  const TI_STATES = ['success', 'running', 'failed', 'up_for_retry', 'upstream_failed', 'skipped', 'queued',
-                     'scheduled'];
-  const TERMINAL = new Set(['success', 'failed', 'upstream_failed', 'skipped', 'removed']);
+  // Which task states exist and which of them are finished come from the daemon (GET /api/v1/states,
+  // i.e. core/states), loaded before the first view; TI_ORDER is only the order legends list them in,
+  // and a state it does not name is listed after these.
+  const TI_ORDER = ['success', 'running', 'failed', 'up_for_retry', 'upstream_failed', 'skipped', 'queued',
+                    'scheduled'];
+  let TI_STATES = TI_ORDER;
+  let TERMINAL = new Set();
   const STATE_LABEL = { up_for_retry: 'up for retry', upstream_failed: 'upstream failed', none: 'no status' };
 
   // ------------------------------------------------------------------------------------------------
@@ -1791,7 +1795,22 @@
     poller.start(view);
   }
 
-  function init() {
+  async function loadStates() {
+    for (;;) {
+      try {
+        const states = await get('/states');
+        TI_STATES = [...TI_ORDER.filter(st => states.task_states.includes(st)),
+                     ...states.task_states.filter(st => !TI_ORDER.includes(st))];
+        TERMINAL = new Set(states.finished_task_states);
+        return;
+      } catch (e) {
+        setConn(false, e);
+        await new Promise(resolve => setTimeout(resolve, POLL_MS));
+      }
+    }
+  }
+
+  async function init() {
     updateTokenButton();
     $('#token-button').addEventListener('click', () => askToken(''));
     $('#token-forget').addEventListener('click', () => {
@@ -1802,6 +1821,7 @@
     });
     window.addEventListener('hashchange', route);
     document.addEventListener('visibilitychange', () => { if (!document.hidden) poller.kick(); });
+    await loadStates();
     route();
   }
 

@@ -39,12 +39,6 @@ TEST(TimeTest, FormatRfc3339WithTheZonesOffset) {
   EXPECT_EQ(FormatRfc3339In(Epoch(1795903200), "Mars/Base"), "2026-11-28T22:00:00+00:00");
 }
 
-TEST(TimeTest, FormatDateIsTheUtcDay) {
-  EXPECT_EQ(FormatDate(Epoch(1795903200)), "2026-11-28");
-  EXPECT_EQ(FormatDate(Epoch(1795903200) + std::chrono::hours(2)), "2026-11-29");
-  EXPECT_EQ(FormatDate(Epoch(0) - milliseconds(1)), "1969-12-31");
-}
-
 TEST(TimeTest, ParsesDatesAndLocalTimesInTheZone) {
   EXPECT_EQ(Parsed("2026-01-01", "UTC"), "2026-01-01T00:00:00Z");
   EXPECT_EQ(Parsed("2026-01-01", "Europe/Berlin"), "2025-12-31T23:00:00Z");

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
@@ -132,8 +133,7 @@ TEST_F(RouterTest, WhileTheStoreCannotCommitHealthIs503WithTheReasonAndChangesAr
            {"PATCH", "/api/v1/dags/etl", R"({"is_paused":true})"},
            {"PATCH", "/api/v1/dags/etl/dagRuns/r1", R"({"state":"failed"})"},
            {"PATCH", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a", R"({"state":"failed"})"},
-           {"POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/clear", "{}"},
-           {"DELETE", "/api/v1/dags/etl", ""}}) {
+           {"POST", "/api/v1/dags/etl/dagRuns/r1/taskInstances/a/clear", "{}"}}) {
     r = Call(method, target, body);
     EXPECT_EQ(r.status, 503) << method << " " << target;
     EXPECT_EQ(Body(r)["title"], "Service Unavailable");
@@ -308,11 +308,16 @@ TEST_F(RouterTest, PauseAndUnpause) {
   EXPECT_EQ(Call("PATCH", "/api/v1/dags/nope", R"({"is_paused":true})").status, 404);
 }
 
-TEST_F(RouterTest, OpenApiDescribesExactlyTheRoutes) {
+// The route table the router dispatches from is the one web/openapi.json describes: every
+// (method, path) in one is in the other.
+TEST_F(RouterTest, OpenApiDescribesExactlyTheRouteTable) {
   HttpResponse r = Call("GET", "/api/v1/openapi.json", "", false);
   ASSERT_EQ(r.status, 200);
   json spec = Body(r);
   EXPECT_EQ(spec["openapi"].get<std::string>().substr(0, 2), "3.");
+  std::ifstream source(std::string(NIGHTSHIFT_SOURCE_DIR) + "/web/openapi.json");
+  ASSERT_TRUE(source) << "web/openapi.json not found in the source tree";
+  EXPECT_EQ(json::parse(source), spec) << "the binary serves a different openapi.json than web/openapi.json";
   std::set<std::pair<std::string, std::string>> described;
   for (const auto& [path, ops] : spec["paths"].items()) {
     for (const auto& [method, op] : ops.items()) {
@@ -321,8 +326,80 @@ TEST_F(RouterTest, OpenApiDescribesExactlyTheRoutes) {
       described.insert({upper, path});
     }
   }
-  std::set<std::pair<std::string, std::string>> routed(ApiRoutes().begin(), ApiRoutes().end());
+  std::set<std::pair<std::string, std::string>> routed;
+  for (const ApiRouter::Route& route : ApiRouter::Routes()) {
+    EXPECT_TRUE(routed.insert({route.method, route.pattern}).second) << route.method << " " << route.pattern;
+  }
   EXPECT_EQ(described, routed);
+}
+
+// A path the table knows, asked with a method it does not list for that path, gets 405 and an
+// Allow header naming exactly the table's methods; every route is reached by its own method.
+TEST_F(RouterTest, WrongMethodsGet405FromTheRouteTable) {
+  ASSERT_EQ(Call("POST", "/api/v1/dags/etl/dagRuns", R"({"dag_run_id":"r1"})").status, 200);
+  std::map<std::string, std::set<std::string>> methods;
+  for (const ApiRouter::Route& route : ApiRouter::Routes()) methods[route.pattern].insert(route.method);
+  for (const auto& [pattern, allowed] : methods) {
+    std::string path = pattern;
+    const std::vector<std::pair<std::string, std::string>> params = {
+        {"{dag_id}", "etl"}, {"{dag_run_id}", "r1"}, {"{task_id}", "a"}, {"{try_number}", "1"}};
+    for (const auto& [param, value] : params) {
+      if (size_t at = path.find(param); at != std::string::npos) path.replace(at, param.size(), value);
+    }
+    std::string allow;
+    for (std::string m : {"GET", "PATCH", "POST"}) {
+      if (allowed.count(m)) allow += (allow.empty() ? "" : ", ") + m;
+    }
+    for (std::string method : {"GET", "POST", "PATCH", "PUT", "DELETE"}) {
+      HttpResponse r = Call(method, path, "{}");
+      if (allowed.count(method)) {
+        EXPECT_NE(r.status, 405) << method << " " << path;
+        EXPECT_FALSE(r.body.find("no route") != std::string::npos) << method << " " << path << ": " << r.body;
+        continue;
+      }
+      EXPECT_EQ(r.status, 405) << method << " " << path;
+      std::string header;
+      for (const auto& [name, value] : r.headers) {
+        if (name == "Allow") header = value;
+      }
+      EXPECT_EQ(header, allow) << method << " " << path;
+    }
+  }
+  EXPECT_EQ(Call("HEAD", "/api/v1/dags/etl").status, 200);
+}
+
+TEST(StatusToHttp, OneMappingForEveryStatus) {
+  EXPECT_EQ(HttpStatusFor(Status::NotFound("x")), 404);
+  EXPECT_EQ(HttpStatusFor(Status::InvalidArgument("x")), 400);
+  EXPECT_EQ(HttpStatusFor(Status::AlreadyExists("x")), 409);
+  EXPECT_EQ(HttpStatusFor(Status::Busy("x")), 503);
+  EXPECT_EQ(HttpStatusFor(Status::IOError("x")), 500);
+  EXPECT_EQ(HttpStatusFor(Status::Corruption("x")), 500);
+  HttpResponse client = StatusError(Status::InvalidArgument("bad field"));
+  EXPECT_EQ(client.status, 400);
+  EXPECT_EQ(json::parse(client.body), json::parse(R"({"status":400,"title":"Bad Request","detail":"bad field"})"));
+  HttpResponse server = StatusError(Status::IOError("disk"));
+  EXPECT_EQ(server.status, 500);
+  EXPECT_EQ(json::parse(server.body)["detail"], Status::IOError("disk").ToString());
+}
+
+// The dashboard takes its state sets from here: they are core/states's, whatever states exist.
+TEST_F(RouterTest, StatesAreCoresAndOpen) {
+  config_.read_requires_token = true;
+  HttpResponse r = Call("GET", "/api/v1/states", "", false);
+  ASSERT_EQ(r.status, 200);
+  json body = Body(r);
+  std::set<std::string> finished_tasks = body["finished_task_states"];
+  ASSERT_EQ(body["task_states"].size(), AllTaskStates().size());
+  for (TaskState state : AllTaskStates()) {
+    EXPECT_EQ(finished_tasks.count(std::string(ToString(state))) == 1, IsFinished(state)) << ToString(state);
+  }
+  EXPECT_EQ(body["finished_task_states"], json::parse(R"(["success","failed","upstream_failed","skipped"])"));
+  std::set<std::string> finished_runs = body["finished_run_states"];
+  ASSERT_EQ(body["run_states"].size(), AllRunStates().size());
+  for (RunState state : AllRunStates()) {
+    EXPECT_EQ(finished_runs.count(std::string(ToString(state))) == 1, IsFinished(state)) << ToString(state);
+  }
 }
 
 TEST_F(RouterTest, LogsFollowByOffsetAndIdsCannotEscape) {
