@@ -14,8 +14,10 @@
 //     NAME.TRY.log.slurm_job             the Slurm job id ("" until sbatch answered)
 //     NAME.TRY.sbatch                    the Slurm batch script, without a shared folder
 //     CALLBACK.log, CALLBACK.output.json the run's on_success / on_failure callback
+//   LOGS_DIR/DAG/TASK.array/TRY.from-MAP.sbatch  a job array's script (TryFiles::ArrayScript):
+//                                        next to the folder of its elements' scripts
 //   With slurm.shared_dir, the batch scripts go to SHARED/DAG/RUN/TASK[.MAP]/TRY.sbatch instead,
-//   and a job array's to the folder TASK.array next to its elements' (TryFiles::ArrayScript).
+//   and a job array's to SHARED/DAG/RUN/TASK.array/TRY.from-MAP.sbatch.
 //
 // A restarted daemon finds every file of a try from its log path alone, which the store
 // records: so the others derive from the log path (TryFiles::OfLog).
