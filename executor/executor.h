@@ -13,6 +13,7 @@
 #include "core/dag.h"
 #include "core/status.h"
 #include "core/time.h"
+#include "core/try_files.h"
 
 namespace nightshift {
 
@@ -26,6 +27,8 @@ struct TaskInstanceKey {
 
   auto operator<=>(const TaskInstanceKey&) const = default;
   std::string ToString() const;  // "dag/run/task[3]#2"
+  // For core/try_files.h; points into this key.
+  TryId ToTryId() const { return TryId{dag_id, run_id, task_id, map_index, try_number}; }
 };
 
 // Everything needed to start one try.

@@ -1,7 +1,5 @@
 #include "executor/local_executor.h"
 
-#include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +10,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/unique_fd.h"
 #include "executor/environment.h"
+#include "executor/process.h"
 #include "executor/task_protocol.h"
 
 namespace nightshift {
@@ -45,11 +45,6 @@ bool IsAlive(pid_t pid, uint64_t start_time) {
   return stat && stat->state != 'Z' && stat->start_time == start_time;
 }
 
-bool PidfdExited(int pidfd) {
-  pollfd p{pidfd, POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0;
-}
-
 }  // namespace
 
 struct LocalExecutor::Running {
@@ -64,7 +59,7 @@ struct LocalExecutor::Running {
   JournalStart start;
   boost::asio::posix::stream_descriptor pidfd;
   boost::asio::steady_timer timer;  // journal polls, or the SIGKILL after a stop
-  bool stopping = false;
+  GroupStop stop;  // an adopted try's, guarded by its pidfd: used only while `pidfd` is open
   bool done = false;  // final event queued; late handlers do nothing
   bool standby = false;  // waits for the slot of another try (TaskSpec::after)
 };
@@ -352,12 +347,13 @@ std::vector<TaskInstanceKey> LocalExecutor::Adopt(std::span<const RunningTask> t
     running_[task.key] = entry;
     // Open first, then check identity: a pidfd opened before the check keeps naming the process
     // we checked even if it exits and its pid is reused right after.
-    const int fd = PidfdOpen(entry->pid);
-    if (fd >= 0 && IsAlive(entry->pid, entry->start.start_time)) {
-      entry->pidfd.assign(fd);
+    UniqueFd fd(PidfdOpen(entry->pid));
+    if (fd && IsAlive(entry->pid, entry->start.start_time)) {
+      entry->stop = GroupStop(entry->pid, fd.get());
+      entry->pidfd.assign(fd.Release());
       FollowAdopted(entry);
     } else {
-      if (fd >= 0) ::close(fd);
+      fd.Reset();
       ConcludeAdopted(entry, 0);
     }
     if (!entry->done) adopted.push_back(task.key);  // not concluded at once: followed
@@ -409,16 +405,12 @@ void LocalExecutor::ConcludeAdopted(const std::shared_ptr<Running>& entry, int a
 }
 
 void LocalExecutor::StopAdopted(const std::shared_ptr<Running>& entry) {
-  if (entry->stopping || entry->done || !entry->pidfd.is_open()) return;
-  // Checked through the pidfd, so the group id cannot belong to a process that took the pid.
-  if (PidfdExited(entry->pidfd.native_handle())) return;
-  entry->stopping = true;
-  ::kill(-entry->pid, SIGTERM);
+  if (entry->done || !entry->pidfd.is_open() || !entry->stop.Begin(options_.kill_grace.count())) return;
   std::weak_ptr<int> alive = alive_;
   entry->timer.expires_after(options_.kill_grace);
   entry->timer.async_wait([alive, entry](const boost::system::error_code& ec) {
     if (alive.expired() || ec || entry->done || !entry->pidfd.is_open()) return;
-    if (!PidfdExited(entry->pidfd.native_handle())) ::kill(-entry->pid, SIGKILL);
+    entry->stop.KillNow();  // sends nothing once the pidfd says the process is gone
   });
 }
 

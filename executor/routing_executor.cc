@@ -1,8 +1,7 @@
 #include "executor/routing_executor.h"
 
-#include <unistd.h>
-
-#include "executor/slurm_executor.h"
+#include "core/try_files.h"
+#include "executor/task_protocol.h"
 
 namespace nightshift {
 
@@ -69,8 +68,7 @@ std::vector<TaskInstanceKey> RoutingExecutor::Adopt(std::span<const RunningTask>
   std::map<Executor*, std::vector<RunningTask>> groups;
   for (const RunningTask& task : tasks) {
     std::string name = task.executor;
-    if (name != "slurm" && !task.log_path.empty() &&
-        ::access(SlurmJobIdPathFor(task.log_path).c_str(), F_OK) == 0) {
+    if (name != "slurm" && !task.log_path.empty() && PathExists(TryFiles::OfLog(task.log_path).slurm_job)) {
       name = "slurm";
     }
     Executor* executor = Find(name);

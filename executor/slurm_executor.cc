@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,10 +17,9 @@
 #include <sstream>
 
 #include "core/strings.h"
-#include "executor/local_executor.h"
+#include "core/unique_fd.h"
+#include "executor/process.h"
 #include "executor/task_protocol.h"
-
-extern char** environ;
 
 namespace nightshift {
 namespace {
@@ -107,12 +105,12 @@ std::string SlurmJobName(const TaskInstanceKey& key) {
 std::string SlurmArrayJobName(const TaskInstanceKey& key) { return JobNameFor(key, "array"); }
 
 std::string BuildBatchScript(const TaskSpec& spec, const std::string& wrapper_argv0, int64_t kill_grace_ms) {
-  const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
+  const TryFiles files = TryFiles::OfLog(spec.log_path);
   TaskWrapperArgs args;
   args.log_path = spec.log_path;
-  args.status_path = paths.status;
-  args.pid_path = paths.pid;
-  args.progress_path = paths.progress;
+  args.status_path = files.status;
+  args.pid_path = files.pid;
+  args.progress_path = files.progress;
   args.cwd = spec.cwd;
   args.kill_grace_ms = kill_grace_ms;
   args.command = spec.command;
@@ -296,16 +294,13 @@ bool IsTransientSlurmError(std::string_view err) {
   return false;
 }
 
-std::string SlurmJobIdPathFor(std::string_view log_path) { return std::string(log_path) + ".slurm_job"; }
-
 // ---------------------------------------------------------------------------------------------
 // The executor
 
 struct SlurmExecutor::Job {
   TaskInstanceKey key;
   TaskSpec spec;  // kept for retried submissions
-  TaskSidecarPaths paths;
-  std::string job_id_path;
+  TryFiles files;
   std::string job_id;        // empty until sbatch returned it
   bool in_array = false;     // may go in a job array with its siblings
   bool submitting = false;   // sbatch in flight
@@ -343,36 +338,25 @@ size_t SlurmExecutor::FreeSlots() const {
 }
 
 std::string SlurmExecutor::ScriptPathFor(const TaskSpec& spec) const {
-  std::string base =
-      spec.log_path.ends_with(".log") ? spec.log_path.substr(0, spec.log_path.size() - 4) : spec.log_path;
-  if (!options_.slurm.shared_dir || options_.slurm.shared_dir->empty()) return base + ".sbatch";
-  std::string task_dir = spec.key.task_id;
-  if (spec.key.map_index >= 0) task_dir += "." + std::to_string(spec.key.map_index);
-  return *options_.slurm.shared_dir + "/" + spec.key.dag_id + "/" + spec.key.run_id + "/" + task_dir + "/" +
-         std::to_string(spec.key.try_number) + ".sbatch";
+  return TryFiles::OfLog(spec.log_path).Script(options_.slurm.shared_dir.value_or(""), spec.key.ToTryId());
 }
 
 std::string SlurmExecutor::ArrayScriptPathFor(const Batch& batch) const {
-  // Next to the elements' folders (TASK.N): TASK.array/TRY.from-FIRST.sbatch. A try goes in one
-  // array only, so its first element names the array.
+  // A try goes in one array only, so its first element names the array.
   const TaskSpec& first = batch.jobs.front()->spec;
-  const fs::path run_dir = fs::path(ScriptPathFor(first)).parent_path().parent_path();
-  return (run_dir / (first.key.task_id + ".array") /
-          (std::to_string(first.key.try_number) + ".from-" + std::to_string(first.key.map_index) + ".sbatch"))
-      .string();
+  return TryFiles::OfLog(first.log_path).ArrayScript(options_.slurm.shared_dir.value_or(""), first.key.ToTryId());
 }
 
 Status SlurmExecutor::Submit(const TaskSpec& spec) {
   if (spec.log_path.empty()) return Status::InvalidArgument(spec.key.ToString() + ": no log path");
   if (jobs_.count(spec.key)) return Status::AlreadyExists(spec.key.ToString() + " is already submitted");
   if (FreeSlots() == 0) return Status::Busy("no free slot for " + spec.key.ToString());
-  const TaskSidecarPaths paths = SidecarPathsFor(spec.log_path);
-  const std::string job_id_path = SlurmJobIdPathFor(spec.log_path);
+  const TryFiles files = TryFiles::OfLog(spec.log_path);
   // The two ways a try could run twice: it ran already, or it was submitted before a restart.
-  if (PathExists(paths.status)) {
-    return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + paths.status);
+  if (PathExists(files.status)) {
+    return Status::AlreadyExists(spec.key.ToString() + " already finished: its status is in " + files.status);
   }
-  if (auto id = ReadJobIdFile(job_id_path)) {
+  if (auto id = ReadJobIdFile(files.slurm_job)) {
     return Status::AlreadyExists(spec.key.ToString() + " is already Slurm job " + *id + "; adopt it instead");
   }
   std::error_code ec;
@@ -390,13 +374,12 @@ Status SlurmExecutor::Submit(const TaskSpec& spec) {
   // Empty until sbatch returns the id: if the daemon dies in between, the restart finds the job
   // by name instead of submitting it again. (It survives the daemon's death, which is the case
   // that matters, without waiting for the disk.)
-  if (Status s = WriteFileAtomically(job_id_path, "", /*durable=*/false); !s.ok()) return s;
+  if (Status s = WriteFileAtomically(files.slurm_job, "", /*durable=*/false); !s.ok()) return s;
 
   auto job = std::make_shared<Job>();
   job->key = spec.key;
   job->spec = spec;
-  job->paths = paths;
-  job->job_id_path = job_id_path;
+  job->files = files;
   // Retries go alone: by then the siblings are long gone.
   job->in_array = spec.slurm.array && spec.key.map_index >= 0 && spec.key.try_number == 1;
   jobs_[spec.key] = job;
@@ -542,7 +525,7 @@ void SlurmExecutor::OnSbatchDone(const Batch& batch, const CommandResult& result
     job->job_id = batch.array ? *id + "_" + std::to_string(job->key.map_index) : *id;
     by_job_id_[job->job_id] = job;
     // Durable before anything else: it is what lets a restarted daemon adopt this job.
-    if (Status s = WriteFileAtomically(job->job_id_path, job->job_id + "\n", /*durable=*/true); !s.ok()) {
+    if (Status s = WriteFileAtomically(job->files.slurm_job, job->job_id + "\n", /*durable=*/true); !s.ok()) {
       Warn(job->key.ToString() + ": cannot record Slurm job id " + job->job_id + ": " + s.ToString());
     }
     if (job->cancel_requested) pending_cancels_.insert(job->job_id);
@@ -683,23 +666,22 @@ std::vector<TaskInstanceKey> SlurmExecutor::Adopt(std::span<const RunningTask> t
     job->key = task.key;
     job->spec.key = task.key;
     job->spec.log_path = task.log_path;
-    job->paths = SidecarPathsFor(task.log_path);
-    job->job_id_path = SlurmJobIdPathFor(task.log_path);
+    job->files = TryFiles::OfLog(task.log_path);
     std::optional<std::string> id = task.external_id;
-    if (!id && !task.log_path.empty()) id = ReadJobIdFile(job->job_id_path);
+    if (!id && !task.log_path.empty()) id = ReadJobIdFile(job->files.slurm_job);
     auto status = task.log_path.empty() ? Result<TaskExit>(Status::NotFound("no log"))
-                                        : ReadStatusFile(job->paths.status);
+                                        : ReadStatusFile(job->files.status);
     if (status.ok()) {
       ExecutorEvent finished;
       finished.kind = ExecutorEvent::Kind::kFinished;
       finished.key = task.key;
       finished.exit_code = status->exit_code;
       finished.reason = status->reason;
-      finished.at = FileModifiedAt(job->paths.status).value_or(Now());
+      finished.at = FileModifiedAt(job->files.status).value_or(Now());
       Emit(std::move(finished));
       continue;
     }
-    if (!id && !task.log_path.empty() && PathExists(job->job_id_path)) {
+    if (!id && !task.log_path.empty() && PathExists(job->files.slurm_job)) {
       // Submitted, but the daemon died before sbatch's answer was recorded: Slurm may have the
       // job. The search by name says.
       job->searching = true;
@@ -763,7 +745,11 @@ void SlurmExecutor::OnSearchDone(const CommandResult& result) {
     // The name says which try; the working directory (--chdir, the script's folder) says it
     // was this daemon's: another state folder may have run a DAG and run of the same names.
     const fs::path script_dir = fs::path(ScriptPathFor(job->spec)).parent_path().lexically_normal();
-    const fs::path array_dir = script_dir.parent_path() / (job->key.task_id + ".array");
+    const fs::path array_dir =
+        fs::path(TryFiles::OfLog(job->spec.log_path)
+                     .ArrayScript(options_.slurm.shared_dir.value_or(""), job->key.ToTryId()))
+            .parent_path()
+            .lexically_normal();
     const SlurmJobInfo* found = nullptr;
     if (auto it = by_name.find(SlurmJobName(job->key)); it != by_name.end()) {
       for (const SlurmJobInfo& info : it->second) {
@@ -784,7 +770,7 @@ void SlurmExecutor::OnSearchDone(const CommandResult& result) {
     Warn(job->key.ToString() + ": found Slurm job " + found->job_id + " by its name; following it");
     job->job_id = found->job_id;
     by_job_id_[job->job_id] = job;
-    if (Status s = WriteFileAtomically(job->job_id_path, job->job_id + "\n", /*durable=*/true); !s.ok()) {
+    if (Status s = WriteFileAtomically(job->files.slurm_job, job->job_id + "\n", /*durable=*/true); !s.ok()) {
       Warn(job->key.ToString() + ": cannot record Slurm job id " + job->job_id + ": " + s.ToString());
     }
     if (job->cancel_requested) {
@@ -873,7 +859,7 @@ void SlurmExecutor::OnScontrolDone(const std::string& id, const CommandResult& r
     return;  // slurmctld is away; the next poll asks again
   }
   // Unknown to Slurm. The wrapper's status file may still tell how it ended.
-  auto status = ReadStatusFile(job->paths.status);
+  auto status = ReadStatusFile(job->files.status);
   ExecutorEvent event;
   event.key = job->key;
   if (status.ok()) {
@@ -881,7 +867,7 @@ void SlurmExecutor::OnScontrolDone(const std::string& id, const CommandResult& r
     event.kind = ExecutorEvent::Kind::kFinished;
     event.exit_code = status->exit_code;
     event.reason = status->reason;
-    event.at = FileModifiedAt(job->paths.status).value_or(Now());
+    event.at = FileModifiedAt(job->files.status).value_or(Now());
   } else {
     event.kind = ExecutorEvent::Kind::kLost;
     event.reason = "Slurm job " + id + " vanished (unknown to squeue and scontrol) without a status";
@@ -901,7 +887,7 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
   }
   if (phase == SlurmPhase::kRunning) {
     if (!job->started_sent) SendStarted(*job);
-    if (auto progress = ReadProgressFile(job->paths.progress); progress && progress != job->last_progress) {
+    if (auto progress = ReadProgressFile(job->files.progress); progress && progress != job->last_progress) {
       job->last_progress = progress;
       ExecutorEvent event;
       event.kind = ExecutorEvent::Kind::kProgress;
@@ -912,7 +898,7 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
     }
     return;
   }
-  auto status = ReadStatusFile(job->paths.status);
+  auto status = ReadStatusFile(job->files.status);
   ExecutorEvent event;
   event.key = job->key;
   if (phase == SlurmPhase::kCompleted) {
@@ -932,7 +918,7 @@ void SlurmExecutor::Apply(const std::shared_ptr<Job>& job, const SlurmJobInfo& i
     event.kind = ExecutorEvent::Kind::kFinished;
     event.exit_code = status->exit_code;
     event.reason = status->reason;
-    event.at = FileModifiedAt(job->paths.status).value_or(Now());
+    event.at = FileModifiedAt(job->files.status).value_or(Now());
     Finish(job, std::move(event));
     return;
   }
@@ -973,66 +959,74 @@ void SlurmExecutor::Finish(const std::shared_ptr<Job>& job, ExecutorEvent event)
   Emit(std::move(event));
 }
 
+// With stdin /dev/null and none of our descriptors (the database, sockets).
+SlurmExecutor::CommandResult SlurmExecutor::RunCommand(std::vector<std::string>& argv) {
+  CommandResult result;
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    result.err = std::string("pipe: ") + std::strerror(errno);
+    return result;
+  }
+  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    result.err = std::string("pipe: ") + std::strerror(errno);
+    return result;
+  }
+  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devnull) {
+    result.err = std::string("cannot open /dev/null: ") + std::strerror(errno);
+    return result;
+  }
+  std::vector<char*> cargv;
+  for (std::string& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  ChildSpec spec;
+  spec.file = cargv[0];
+  spec.argv = cargv.data();
+  spec.search_path = true;
+  spec.stdin_fd = devnull.get();
+  spec.stdout_fd = out_write.get();
+  spec.stderr_fd = err_write.get();
+  spec.close_other_fds = true;
+  spec.own_process_group = false;  // a short command of the daemon's, stopped with it
+  spec.exec_failure_is_error = true;
+  Result<StartedChild> child = StartChild(spec);
+  out_write.Reset();
+  err_write.Reset();
+  if (!child.ok()) {
+    result.err = child.status().message();
+    return result;
+  }
+  pollfd fds[2] = {{out_read.get(), POLLIN, 0}, {err_read.get(), POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_count = 2;
+  char buf[8192];
+  while (open_count > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  result.exit_code = ExitCodeOfWaitStatus(ReapChild(child->pid));
+  return result;
+}
+
 void SlurmExecutor::RunAsync(std::vector<std::string> argv, std::function<void(CommandResult)> done) {
   std::weak_ptr<int> alive = alive_;
   boost::asio::io_context& io = io_;
   boost::asio::post(pool_, [argv = std::move(argv), done = std::move(done), alive, &io]() mutable {
-    CommandResult result;
-    int out_pipe[2];
-    int err_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-      result.err = std::string("pipe: ") + std::strerror(errno);
-    } else if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-      result.err = std::string("pipe: ") + std::strerror(errno);
-      ::close(out_pipe[0]);
-      ::close(out_pipe[1]);
-    } else {
-      std::vector<char*> cargv;
-      for (std::string& a : argv) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      posix_spawn_file_actions_t actions;
-      posix_spawn_file_actions_init(&actions);
-      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-      posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-      posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-      // The daemon's descriptors (database, sockets) stay out of Slurm's commands.
-      posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-      pid_t pid = 0;
-      const int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
-      posix_spawn_file_actions_destroy(&actions);
-      ::close(out_pipe[1]);
-      ::close(err_pipe[1]);
-      if (rc != 0) {
-        result.err = "cannot run " + argv[0] + ": " + std::strerror(rc);
-      } else {
-        pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-        std::string* sinks[2] = {&result.out, &result.err};
-        int open_count = 2;
-        char buf[8192];
-        while (open_count > 0) {
-          if (::poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            break;
-          }
-          for (int i = 0; i < 2; ++i) {
-            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-            ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-            if (n > 0) {
-              sinks[i]->append(buf, static_cast<size_t>(n));
-            } else if (n == 0 || errno != EINTR) {
-              fds[i].fd = -1;
-              --open_count;
-            }
-          }
-        }
-        int status = 0;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        result.exit_code = ExitCodeOfWaitStatus(status);
-      }
-      ::close(out_pipe[0]);
-      ::close(err_pipe[0]);
-    }
+    CommandResult result = RunCommand(argv);
     if (alive.expired()) return;
     boost::asio::post(io, [alive, done = std::move(done), result = std::move(result)]() mutable {
       if (alive.expired()) return;

@@ -137,9 +137,6 @@ SlurmPhase ClassifySlurmState(std::string_view state);
 // rather than a refusal (bad partition, bad option: retrying would not help).
 bool IsTransientSlurmError(std::string_view stderr_text);
 
-// `<log>.slurm_job`: the job id of a try, written right after sbatch returned it.
-std::string SlurmJobIdPathFor(std::string_view log_path);
-
 class SlurmExecutor final : public Executor {
  public:
   SlurmExecutor(boost::asio::io_context& io, SlurmExecutorOptions options, std::function<void()> on_event);
@@ -185,6 +182,8 @@ class SlurmExecutor final : public Executor {
     std::string err;
   };
 
+  // Runs argv (argv[0] looked up in PATH) and waits for it, on the calling thread.
+  static CommandResult RunCommand(std::vector<std::string>& argv);
   // Runs argv on the pool; `done` runs later on the io_context (never if we are gone).
   void RunAsync(std::vector<std::string> argv, std::function<void(CommandResult)> done);
   void PostFlush();

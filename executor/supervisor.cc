@@ -24,7 +24,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/unique_fd.h"
 #include "executor/environment.h"
+#include "executor/process.h"
 #include "executor/task_protocol.h"
 #include "executor/try_journal.h"
 #include "executor/try_output.h"
@@ -173,115 +175,9 @@ bool DecodeEvent(std::string_view frame, SupervisorEvent* e) {
 
 // --- the supervisor process ---
 
-// What the vforked child needs, prepared beforehand: between vfork and exec the child shares
-// our memory, so it allocates nothing and only makes system calls.
-struct ChildPlan {
-  const char* command = nullptr;
-  const char* cwd = nullptr;  // nullptr: stay
-  char* const* envp = nullptr;
-  int out_fd = -1;
-  int devnull = -1;
-  int fence = -1;  // the standby fence while we hold its lock; -1 when not a standby
-  std::optional<rlimit> cpu, address_space, open_files;
-  std::optional<int> nice;
-  // The child's start time as /proc/PID/stat gives it (clock ticks since boot), which the
-  // kernel takes from CLOCK_BOOTTIME while it forks: so it is `ticks_before_fork` when the
-  // clock is still on that tick afterwards, as it nearly always is (a tick is 10 ms, a vfork
-  // a fraction of one). Else the child reads its /proc/self/stat into stat_text (vfork shares
-  // our memory).
-  uint64_t ticks_before_fork = 0;
-  int64_t ns_per_tick = 0;
-  char stat_text[1024];
-  ssize_t stat_size = -1;
-};
-
-// CLOCK_BOOTTIME in clock ticks, as /proc/PID/stat counts a process's start; 0 when unknown.
-uint64_t BootTicks(int64_t ns_per_tick) {
-  timespec now{};
-  if (ns_per_tick <= 0 || ::clock_gettime(CLOCK_BOOTTIME, &now) != 0) return 0;
-  return static_cast<uint64_t>((now.tv_sec * int64_t{1000000000} + now.tv_nsec) / ns_per_tick);
-}
-
-void ChildSay(const char* a, const char* b, int err) {
-  const char* parts[] = {"nightshift: ", a, b, ": ", std::strerror(err), "\n"};
-  for (const char* p : parts) (void)!::write(2, p, std::strlen(p));
-}
-
-[[noreturn]] void ChildExec(ChildPlan& plan) {
-  // First, so that the parent, which runs on as soon as our exec begins, never waits for the
-  // rest of that exec (measured: -j 2 on 2 CPUs, about 5% off `wide 2000` and `chain 1000`):
-  // - flock's lock belongs to the open file, and our copy of the fence would keep it locked
-  //   until exec closes it, stalling the next standby's flock;
-  // - the parent reading /proc/PID/stat would sleep on the kernel's exec lock; the wake-up then
-  //   queues it on this CPU behind our shell while the other CPU may go idle, a standby waiting
-  //   for it. Read here, the file costs the same and waits for nothing; and only when the
-  //   clock has moved on to the next tick since the fork began (see ChildPlan).
-  if (plan.fence >= 0) ::close(plan.fence);
-  if (BootTicks(plan.ns_per_tick) != plan.ticks_before_fork) {
-    if (const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC); fd >= 0) {
-      plan.stat_size = ::read(fd, plan.stat_text, sizeof plan.stat_text);
-      ::close(fd);
-    }
-  }
-  // A process group of its own, so stopping it reaches everything it started. Not a session:
-  // ours has no terminal already, and each new session is a new scheduler autogroup, which
-  // the kernel builds and tears down per try (about 10 us of CPU each, measured on
-  // `wide 2000`) and which splits the CPU between tries rather than between sessions.
-  ::setpgid(0, 0);
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  ::dup2(plan.devnull, 0);
-  ::dup2(plan.out_fd, 1);
-  ::dup2(plan.out_fd, 2);
-  if (plan.cwd && ::chdir(plan.cwd) != 0) {
-    ChildSay("cannot change directory to ", plan.cwd, errno);
-    ::_exit(127);
-  }
-  // Last, so that nothing of ours runs under them.
-  if (plan.cpu && ::setrlimit(RLIMIT_CPU, &*plan.cpu) != 0) {
-    ChildSay("cannot set limits.", "cpu_time", errno);
-    ::_exit(126);
-  }
-  if (plan.address_space && ::setrlimit(RLIMIT_AS, &*plan.address_space) != 0) {
-    ChildSay("cannot set limits.", "address_space", errno);
-    ::_exit(126);
-  }
-  if (plan.open_files && ::setrlimit(RLIMIT_NOFILE, &*plan.open_files) != 0) {
-    ChildSay("cannot set limits.", "open_files", errno);
-    ::_exit(126);
-  }
-  if (plan.nice && ::setpriority(PRIO_PROCESS, 0, *plan.nice) != 0) {
-    ChildSay("cannot set limits.", "nice", errno);
-    ::_exit(126);
-  }
-  char sh[] = "sh";
-  char dash_c[] = "-c";
-  char* const argv[] = {sh, dash_c, const_cast<char*>(plan.command), nullptr};
-  ::execve("/bin/sh", argv, plan.envp);
-  ChildSay("cannot run ", "/bin/sh", errno);
-  ::_exit(127);
-}
-
-// vfork: the parent sleeps until the child has exec'ed (or exited), and no page tables are
-// copied, which is most of what a fork costs. Kept in a function of its own so that no local
-// of the caller lives across it.
-__attribute__((noinline)) pid_t SpawnChild(ChildPlan& plan) {
-#if defined(__SANITIZE_ADDRESS__)
-  const pid_t pid = ::fork();  // ASan's bookkeeping does not survive a shared address space
-#else
-  const pid_t pid = ::vfork();
-#endif
-  if (pid == 0) ChildExec(plan);
-  return pid;
-}
-
 // A run's journal, open while tries of it run.
 struct Journal {
-  int fd = -1;
+  UniqueFd fd;
   int users = 0;
   int64_t reserved_until = 0;  // the file's blocks are allocated up to here
   int64_t size = 0;            // what we know of its length (other supervisors append too)
@@ -305,13 +201,12 @@ constexpr size_t kMaxReadPerRound = 1 << 20;
 struct Try {
   SupervisedTry request;
   pid_t pid = 0;
+  // Both in the epoll set, so closed by CloseWatched rather than owned by a UniqueFd.
   int pidfd = -1;
   int pipe = -1;
   Journal* journal = nullptr;
   std::optional<TryOutput> output;
-  bool stopping = false;
-  bool killed = false;
-  int64_t kill_deadline_ms = 0;
+  GroupStop stop;
 };
 
 // epoll data: what a descriptor is (top byte) and which try (the rest).
@@ -355,7 +250,7 @@ class Supervisor {
   void FlushEvents();
   void FlushEventsIfDue();
   Journal* OpenJournal(const std::string& path, std::string* error);
-  void CloseJournal(Journal* journal, const std::string& path);
+  void CloseJournal(const std::string& path);
   // A try is done with its journal: kept open for the run's next tries, unless many are open.
   void ReleaseJournal(Journal* journal, const std::string& path);
   void NotStarted(uint64_t id, std::string reason);
@@ -364,10 +259,11 @@ class Supervisor {
   void SendRefusal(SupervisorEvent::Kind kind, uint64_t id, std::string reason);
   void CheckDeadlines();
 
-  int requests_;
-  int events_;
-  int epoll_ = -1;
-  int devnull_ = -1;
+  UniqueFd requests_;
+  UniqueFd events_;
+  UniqueFd epoll_;
+  UniqueFd devnull_;
+  sigset_t reset_signals_{};  // what each try's child sets back to default (SupervisorMain's)
   bool daemon_gone_ = false;
   std::string in_;   // request bytes not parsed yet
   std::vector<std::string> base_env_;  // every try's, under its own variables (kBaseEnvironment)
@@ -376,7 +272,6 @@ class Supervisor {
   bool urgent_ = false;        // they hold one the daemon must act on now
   bool waiting_writable_ = false;
   JournalStart self_{};
-  int64_t ns_per_tick_ = 0;  // of /proc/PID/stat's times (USER_HZ)
   uint64_t next_slot_ = 1;
   std::map<uint64_t, Try> tries_;      // by slot
   std::map<uint64_t, uint64_t> slot_of_;  // request id -> slot
@@ -390,17 +285,17 @@ class Supervisor {
 };
 
 void Supervisor::Run() {
-  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
-  devnull_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (epoll_ < 0 || devnull_ < 0) ::_exit(1);
-  ::fcntl(requests_, F_SETFL, O_NONBLOCK);
-  ::fcntl(events_, F_SETFL, O_NONBLOCK);
+  epoll_.Reset(::epoll_create1(EPOLL_CLOEXEC));
+  devnull_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!epoll_ || !devnull_) ::_exit(1);
+  reset_signals_ = SignalsNotAtDefault();
+  ::fcntl(requests_.get(), F_SETFL, O_NONBLOCK);
+  ::fcntl(events_.get(), F_SETFL, O_NONBLOCK);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Tagged(kRequestsTag, 0);
-  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, requests_, &ev);
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, requests_.get(), &ev);
   if (auto stat = ReadProcStat(::getpid())) self_.supervisor_start_time = stat->start_time;
-  if (const long hz = ::sysconf(_SC_CLK_TCK); hz > 0) ns_per_tick_ = 1000000000 / hz;
   self_.supervisor_pid = ::getpid();
 
   epoll_event ready[64];
@@ -408,15 +303,15 @@ void Supervisor::Run() {
     if (daemon_gone_ && tries_.empty()) ::_exit(0);
     int timeout = -1;
     for (const auto& [slot, t] : tries_) {
-      if (!t.stopping || t.killed) continue;
-      const int64_t left = std::max<int64_t>(0, t.kill_deadline_ms - MonotonicMs());
+      const int64_t left = t.stop.MsUntilKill();
+      if (left < 0) continue;
       timeout = timeout < 0 ? static_cast<int>(left) : std::min(timeout, static_cast<int>(left));
     }
     if (!out_.empty() && !waiting_writable_) {  // (a daemon slow to read wakes us with EPOLLOUT)
       const int left = static_cast<int>(std::max<int64_t>(0, held_since_ms_ + kHoldEventsMs - MonotonicMs()));
       timeout = timeout < 0 ? left : std::min(timeout, left);
     }
-    const int n = ::epoll_wait(epoll_, ready, 64, timeout);
+    const int n = ::epoll_wait(epoll_.get(), ready, 64, timeout);
     if (n < 0 && errno != EINTR) ::_exit(1);
     for (int i = 0; i < n; ++i) {
       const uint64_t data = ready[i].data.u64;
@@ -438,7 +333,7 @@ void Supervisor::Run() {
 void Supervisor::OnRequests() {
   char buf[65536];
   for (;;) {
-    const ssize_t n = ::read(requests_, buf, sizeof buf);
+    const ssize_t n = ::read(requests_.get(), buf, sizeof buf);
     if (n > 0) {
       in_.append(buf, static_cast<size_t>(n));
       continue;
@@ -447,10 +342,9 @@ void Supervisor::OnRequests() {
     if (n < 0 && errno == EAGAIN) break;
     // The daemon is gone (or closed us): nobody asks for anything any more, and nobody hears.
     daemon_gone_ = true;
-    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, requests_, nullptr);
-    ::close(requests_);
-    ::close(events_);
-    requests_ = events_ = -1;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, requests_.get(), nullptr);
+    requests_.Reset();
+    events_.Reset();
     out_.clear();
     break;
   }
@@ -496,31 +390,31 @@ void Supervisor::OnRequests() {
 
 Journal* Supervisor::OpenJournal(const std::string& path, std::string* error) {
   Journal& journal = journals_[path];
-  if (journal.fd < 0) {
+  if (!journal.fd) {
     // Its folder is the run's, which the logs share (each log is created at its first output).
-    journal.fd = OpenForAppend(path);
-    if (journal.fd < 0) {
+    journal.fd.Reset(OpenForAppend(path));
+    if (!journal.fd) {
       *error = "cannot open the tries journal " + path + ": " + std::strerror(errno);
       journals_.erase(path);
       return nullptr;
     }
     struct stat st {};
-    if (::fstat(journal.fd, &st) == 0) journal.size = st.st_size;
+    if (::fstat(journal.fd.get(), &st) == 0) journal.size = st.st_size;
     char last = '\n';
-    if (journal.size > 0 && ::pread(journal.fd, &last, 1, journal.size - 1) == 1 && last != '\n') {
+    if (journal.size > 0 && ::pread(journal.fd.get(), &last, 1, journal.size - 1) == 1 && last != '\n') {
       // A record cut short (a full disk, a crash): ours must not be glued onto it.
-      if (::write(journal.fd, "\n", 1) == 1) ++journal.size;
+      if (::write(journal.fd.get(), "\n", 1) == 1) ++journal.size;
     }
     journal.reserved_until = journal.size;
   }
   if (journal.reserved_until - journal.size < kJournalReserveLow) {
     struct stat st {};
-    if (::fstat(journal.fd, &st) == 0) journal.size = std::max<int64_t>(journal.size, st.st_size);
-    if (::fallocate(journal.fd, FALLOC_FL_KEEP_SIZE, journal.size, kJournalReserve) == 0) {
+    if (::fstat(journal.fd.get(), &st) == 0) journal.size = std::max<int64_t>(journal.size, st.st_size);
+    if (::fallocate(journal.fd.get(), FALLOC_FL_KEEP_SIZE, journal.size, kJournalReserve) == 0) {
       journal.reserved_until = journal.size + kJournalReserve;
     } else if (errno != EOPNOTSUPP) {
       *error = "cannot reserve room in the tries journal " + path + ": " + std::strerror(errno);
-      if (journal.users == 0) CloseJournal(&journal, path);
+      if (journal.users == 0) CloseJournal(path);
       return nullptr;
     }
   }
@@ -528,13 +422,12 @@ Journal* Supervisor::OpenJournal(const std::string& path, std::string* error) {
   return &journal;
 }
 
-void Supervisor::CloseJournal(Journal* journal, const std::string& path) {
-  ::close(journal->fd);
-  journals_.erase(path);
+void Supervisor::CloseJournal(const std::string& path) {
+  journals_.erase(path);  // its UniqueFd closes the file
 }
 
 void Supervisor::ReleaseJournal(Journal* journal, const std::string& path) {
-  if (--journal->users == 0 && journals_.size() > kMaxIdleJournals) CloseJournal(journal, path);
+  if (--journal->users == 0 && journals_.size() > kMaxIdleJournals) CloseJournal(path);
 }
 
 void Supervisor::NotStarted(uint64_t id, std::string reason) {
@@ -603,7 +496,7 @@ bool Supervisor::HandOff(const Try& ended, const TaskExit& exit, SupervisorEvent
     // An output file is the daemon's to read (it may be bad JSON, or feed a mapping), so its
     // downstream waits for the daemon then.
     std::string why;
-    if (exit.exit_code != 0 || ended.stopping) {
+    if (exit.exit_code != 0 || ended.stop.stopping()) {
       why = "the try it waited on did not succeed";
     } else if (!ended.request.output_path.empty() && ::access(ended.request.output_path.c_str(), F_OK) == 0) {
       why = "the try it waited on wrote an output, which the scheduler reads first";
@@ -651,17 +544,17 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
     NotStarted(id, std::string("pipe: ") + std::strerror(e));
     return false;
   }
+  UniqueFd pipe_read(fds[0]), pipe_write(fds[1]);
   // A standby starts under the fence's lock, which is held until its start is in the journal:
   // a daemon that claims the fence (and then reads the journals) either comes first, and the
   // standby is declined, or comes after and finds the start recorded.
   // Opened each time, not kept: a fence file replaced by a newer daemon must be the one read.
-  int fence = -1;
+  // Closing it releases the lock.
+  UniqueFd fence;
   if (standby) {
-    fence = ::open(request.fence_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fence < 0 || ::flock(fence, LOCK_EX) != 0 || !FenceHeld(fence, request.fence_token)) {
-      if (fence >= 0) ::close(fence);  // also releases the lock
-      ::close(fds[0]);
-      ::close(fds[1]);
+    fence.Reset(::open(request.fence_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fence || ::flock(fence.get(), LOCK_EX) != 0 || !FenceHeld(fence.get(), request.fence_token)) {
+      fence.Reset();
       ReleaseJournal(journal, request.journal_path);
       Declined(id, "a newer daemon has taken over");
       return false;
@@ -669,80 +562,58 @@ bool Supervisor::Start(SupervisedTry request, SupervisorEvent* started_out) {
   }
 
   std::vector<char*> envp = MergedEnvironment(base_env_, request.env);
-  ChildPlan plan;
-  plan.command = request.command.c_str();
-  plan.cwd = request.cwd.empty() ? nullptr : request.cwd.c_str();
-  plan.envp = envp.data();
-  plan.out_fd = fds[1];
-  plan.devnull = devnull_;
-  plan.fence = fence;
-  const TaskLimits& limits = request.limits;
-  if (limits.cpu_time) {
-    const auto seconds = static_cast<rlim_t>(CpuLimitSeconds(*limits.cpu_time));
-    plan.cpu = rlimit{seconds, seconds + kCpuTimeKillAfterSeconds};
-  }
-  if (limits.address_space) {
-    const auto bytes = static_cast<rlim_t>(*limits.address_space);
-    plan.address_space = rlimit{bytes, bytes};
-  }
-  if (limits.open_files) {
-    const auto files = static_cast<rlim_t>(*limits.open_files);
-    plan.open_files = rlimit{files, files};
-  }
-  plan.nice = limits.nice;
-  plan.ns_per_tick = ns_per_tick_;
-  plan.ticks_before_fork = BootTicks(ns_per_tick_);
-  const pid_t pid = SpawnChild(plan);
-  const int spawn_errno = errno;
-  const uint64_t ticks_after_fork = BootTicks(ns_per_tick_);
+  ShellArgv argv(request.command);
+  ChildSpec spec;
+  spec.argv = argv.get();
+  spec.envp = envp.data();
+  spec.cwd = request.cwd.empty() ? nullptr : request.cwd.c_str();
+  spec.stdin_fd = devnull_.get();
+  spec.stdout_fd = spec.stderr_fd = pipe_write.get();
+  spec.limits = ChildLimitsFor(request.limits);
+  spec.reset_signals = &reset_signals_;
+  spec.close_first = fence.get();
+  spec.want_start_time = true;
+  Result<StartedChild> child = StartChild(spec);
   const auto started_at = std::chrono::system_clock::now();
-  ::close(fds[1]);
-  if (pid < 0) {
-    if (fence >= 0) ::close(fence);
-    ::close(fds[0]);
+  pipe_write.Reset();
+  if (!child.ok()) {
+    fence.Reset();
     ReleaseJournal(journal, request.journal_path);
-    NotStarted(id, std::string("cannot start /bin/sh: ") + std::strerror(spawn_errno));
+    NotStarted(id, child.status().message());
     return false;
   }
+  const pid_t pid = child->pid;
+  const TaskLimits& limits = request.limits;
 
   const uint64_t slot = next_slot_++;
   Try& t = tries_[slot];
   t.request = std::move(request);
   t.pid = pid;
   t.pidfd = PidfdOpen(pid);  // our unreaped child: the pid is still its own
-  t.pipe = fds[0];
+  t.pipe = pipe_read.Release();
+  t.stop = GroupStop(pid);
   t.journal = journal;
   t.output.emplace(-1, t.request.log_path, limits.log_size.value_or(kDefaultTaskLogSize), 0);
   slot_of_[id] = slot;
 
   JournalStart start = self_;
   start.pid = pid;
-  if (plan.ticks_before_fork != 0 && ticks_after_fork == plan.ticks_before_fork) {
-    start.start_time = plan.ticks_before_fork;
-  } else {
-    std::optional<ProcStat> stat;
-    if (plan.stat_size > 0 && static_cast<size_t>(plan.stat_size) < sizeof plan.stat_text) {
-      stat = ParseProcStat(std::string_view(plan.stat_text, static_cast<size_t>(plan.stat_size)));
-    }
-    if (!stat) stat = ReadProcStat(pid);  // a fork (sanitizer builds) wrote into its own copy
-    if (stat) start.start_time = stat->start_time;
-  }
+  start.start_time = child->start_time;
   const std::string record = FormatJournalStart(t.request.log_path, start);
-  if (WriteFully(journal->fd, record) == 0) journal->size += static_cast<int64_t>(record.size());
-  if (fence >= 0) ::close(fence);  // the start is journaled: a newer daemon may claim the fence now
+  if (WriteFully(journal->fd.get(), record) == 0) journal->size += static_cast<int64_t>(record.size());
+  fence.Reset();  // the start is journaled: a newer daemon may claim the fence now
 
   ::fcntl(t.pipe, F_SETFL, O_NONBLOCK);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = Tagged(kPipeTag, slot);
-  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, t.pipe, &ev);
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, t.pipe, &ev);
   ev.data.u64 = Tagged(kPidfdTag, slot);
-  if (t.pidfd < 0 || ::epoll_ctl(epoll_, EPOLL_CTL_ADD, t.pidfd, &ev) != 0) {
+  if (t.pidfd < 0 || ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, t.pidfd, &ev) != 0) {
     // Cannot happen on the kernels we support (pidfds: Linux 5.3); without one we would never
     // learn of the exit, so stop the try now and record that.
     t.output->Note("cannot watch the task (pidfd_open failed); killing it");
-    ::kill(-pid, SIGKILL);
-    t.stopping = t.killed = true;
+    t.stop.KillNow();
   }
 
   SupervisorEvent started;
@@ -764,21 +635,14 @@ void Supervisor::StopTry(uint64_t id) {
   auto it = slot_of_.find(id);
   if (it == slot_of_.end()) return;  // ended already; its exit is on its way
   Try& t = tries_.at(it->second);
-  if (t.stopping) return;
-  t.stopping = true;
-  t.kill_deadline_ms = MonotonicMs() + t.request.kill_grace_ms;
+  if (t.stop.stopping()) return;
   t.output->Note("stop requested; sending SIGTERM to the task's process group");
-  ::kill(-t.pid, SIGTERM);
+  t.stop.Begin(t.request.kill_grace_ms);
 }
 
 void Supervisor::CheckDeadlines() {
-  const int64_t now = MonotonicMs();
   for (auto& [slot, t] : tries_) {
-    if (!t.stopping || t.killed || now < t.kill_deadline_ms) continue;
-    t.output->Note("the task did not stop within " + std::to_string(t.request.kill_grace_ms) +
-                   " ms; sending SIGKILL");
-    ::kill(-t.pid, SIGKILL);
-    t.killed = true;
+    if (t.stop.KillIfDue()) t.output->Note(GraceOverNote(t.stop));
   }
 }
 
@@ -817,24 +681,21 @@ void Supervisor::OnExit(uint64_t slot) {
   auto it = tries_.find(slot);
   if (it == tries_.end()) return;
   Try& t = it->second;
-  // The command is a zombie until wait4 below, so its pid still names the group: no other
-  // process can have taken it. Background processes of a task we did not stop are left alone.
-  if (t.stopping) ::kill(-t.pid, SIGKILL);
+  // The command is a zombie until ReapChild below.
+  t.stop.LeaderExited();
   // Everything the command wrote is in the pipe now; read that much and no more, since a
   // background process may keep writing forever.
   if (int available = 0; t.pipe >= 0 && ::ioctl(t.pipe, FIONREAD, &available) == 0 && available > 0) {
     CopyOutput(t, static_cast<size_t>(available));
   }
   if (auto p = t.output->Flush()) SendProgress(t, *p);
-  int wait_status = 0;
   rusage usage{};
-  while (::wait4(t.pid, &wait_status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  TaskExit exit = DescribeExit(wait_status, usage, t.request.limits, t.stopping, t.killed);
+  const int wait_status = ReapChild(t.pid, &usage);
+  TaskExit exit = DescribeExit(wait_status, usage, t.request.limits, t.stop.stopping(), t.stop.killed());
   t.output->Conclude(exit);
   const TimePoint at = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
   const std::string record = FormatJournalEnd(t.request.log_path, JournalEnd{exit.exit_code, exit.reason, at});
-  if (int e = WriteFully(t.journal->fd, record); e == 0) {
+  if (int e = WriteFully(t.journal->fd.get(), record); e == 0) {
     t.journal->size += static_cast<int64_t>(record.size());
   } else {
     t.output->Note(std::string("cannot record the try's end in the journal: ") + std::strerror(e));
@@ -866,7 +727,7 @@ void Supervisor::OnExit(uint64_t slot) {
 }
 
 void Supervisor::CloseWatched(int fd) {
-  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
 }
 
@@ -888,14 +749,14 @@ void Supervisor::FlushEventsIfDue() {
   // the next), anything else happens, or the daemon asks for something.
   bool due = urgent_ || MonotonicMs() - held_since_ms_ >= kHoldEventsMs;
   for (auto it = tries_.begin(); !due && it != tries_.end(); ++it) {
-    due = !it->second.stopping && !standbys_.count(it->second.request.id);
+    due = !it->second.stop.stopping() && !standbys_.count(it->second.request.id);
   }
   if (due) FlushEvents();
 }
 
 void Supervisor::FlushEvents() {
-  while (!out_.empty() && events_ >= 0) {
-    const ssize_t n = ::send(events_, out_.data(), out_.size(), MSG_NOSIGNAL);
+  while (!out_.empty() && events_) {
+    const ssize_t n = ::send(events_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
       out_.erase(0, static_cast<size_t>(n));
       continue;
@@ -908,11 +769,11 @@ void Supervisor::FlushEvents() {
   if (out_.empty()) urgent_ = false;
   // A busy daemon must not stall the tries: what it has not read waits here.
   const bool want = !out_.empty();
-  if (want == waiting_writable_ || events_ < 0) return;
+  if (want == waiting_writable_ || !events_) return;
   epoll_event ev{};
   ev.events = EPOLLOUT;
   ev.data.u64 = Tagged(kEventsTag, 0);
-  ::epoll_ctl(epoll_, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, events_, &ev);
+  ::epoll_ctl(epoll_.get(), want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, events_.get(), &ev);
   waiting_writable_ = want;
 }
 
@@ -945,18 +806,14 @@ Result<std::unique_ptr<SupervisorClient>> SupervisorClient::Start() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, requests) != 0) {
     return Status::IOError(std::string("socketpair: ") + std::strerror(errno));
   }
+  UniqueFd requests_ours(requests[0]), requests_theirs(requests[1]);
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, events) != 0) {
-    const int e = errno;
-    ::close(requests[0]);
-    ::close(requests[1]);
-    return Status::IOError(std::string("socketpair: ") + std::strerror(e));
+    return Status::IOError(std::string("socketpair: ") + std::strerror(errno));
   }
+  UniqueFd events_ours(events[0]), events_theirs(events[1]);
+  // A fork, not StartChild: the child runs our code (SupervisorMain), not a program.
   const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int e = errno;
-    for (int fd : {requests[0], requests[1], events[0], events[1]}) ::close(fd);
-    return Status::IOError(std::string("fork: ") + std::strerror(e));
-  }
+  if (pid < 0) return Status::IOError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     // Only our two sockets (and stdin/out/err) stay open: none of the daemon's descriptors
     // (listening socket, database, state-dir lock) may live on in a process that outlives it.
@@ -966,9 +823,8 @@ Result<std::unique_ptr<SupervisorClient>> SupervisorClient::Start() {
     ::close_range(static_cast<unsigned>(keep[1] + 1), ~0U, 0);
     SupervisorMain(requests[1], events[1]);
   }
-  ::close(requests[1]);
-  ::close(events[1]);
-  return std::unique_ptr<SupervisorClient>(new SupervisorClient(requests[0], events[0], pid));
+  return std::unique_ptr<SupervisorClient>(
+      new SupervisorClient(std::move(requests_ours), std::move(events_ours), pid));
 }
 
 void SupervisorClient::Prestart() {
@@ -979,8 +835,8 @@ void SupervisorClient::Prestart() {
 std::unique_ptr<SupervisorClient> SupervisorClient::TakePrestarted() { return std::move(Prestarted()); }
 
 SupervisorClient::~SupervisorClient() {
-  if (requests_ >= 0) ::close(requests_);
-  if (events_ >= 0) ::close(events_);
+  requests_.Reset();
+  events_.Reset();
   // Reaped if it has ended; otherwise it ends on its own and init reaps it after we are gone.
   (void)::waitpid(pid_, nullptr, WNOHANG);
 }
@@ -988,7 +844,7 @@ SupervisorClient::~SupervisorClient() {
 Status SupervisorClient::Write(const std::string& frame) {
   std::string_view data = frame;
   while (!data.empty()) {
-    const ssize_t n = ::send(requests_, data.data(), data.size(), MSG_NOSIGNAL);
+    const ssize_t n = ::send(requests_.get(), data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
       continue;
@@ -1022,16 +878,15 @@ Status SupervisorClient::Withdraw(uint64_t id) {
 }
 
 Status ClaimStandbyFence(const std::string& path, const std::string& token) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
-  Status result = Status::OK();
-  // Under the lock supervisors take before starting a standby (see Supervisor::Start).
-  if (::flock(fd, LOCK_EX) != 0 || ::ftruncate(fd, 0) != 0 || ::pwrite(fd, token.data(), token.size(), 0) !=
-                                                                    static_cast<ssize_t>(token.size())) {
-    result = Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+  // Under the lock supervisors take before starting a standby (see Supervisor::Start), which
+  // closing the file releases.
+  if (::flock(fd.get(), LOCK_EX) != 0 || ::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), token.data(), token.size(), 0) != static_cast<ssize_t>(token.size())) {
+    return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
   }
-  ::close(fd);  // also releases the lock
-  return result;
+  return Status::OK();
 }
 
 void SupervisorClient::Feed(std::string_view bytes, std::vector<SupervisorEvent>* out) {

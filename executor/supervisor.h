@@ -13,14 +13,14 @@
 // For each try it:
 //  1. creates the log's folder, reserves room in the journal (so a full disk cannot keep the
 //     end from being recorded) and opens the log;
-//  2. vforks /bin/sh -c COMMAND in a process group of its own (so stopping it reaches
-//     everything it started; in the supervisor's session, which has no terminal), stdin
-//     /dev/null, stdout+stderr into a pipe, in the task's folder, under its rlimits and
-//     niceness (failure: a message in the log, exit 127 or 126);
+//  2. starts /bin/sh -c COMMAND with StartChild (process.h): a process group of its own (so
+//     stopping it reaches everything it started; in the supervisor's session, which has no
+//     terminal), stdin /dev/null, stdout+stderr into a pipe, in the task's folder, under its
+//     rlimits and niceness (failure: a message in the log, exit 127 or 126);
 //  3. appends the S record (pid and start time) to the journal and tells the daemon;
 //  4. copies the pipe into the log through TryOutput (progress lines become progress events,
 //     the log's size limit is applied);
-//  5. on a stop request: SIGTERM to the try's process group, SIGKILL after its grace;
+//  5. on a stop request: SIGTERM to the try's process group, SIGKILL after its grace (GroupStop);
 //  6. when the command exits (seen through its pidfd): copies what is left in the pipe, kills
 //     the group if it was being stopped, reaps it, appends the E record and tells the daemon.
 //
@@ -34,10 +34,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
 #include "core/task_limits.h"
+#include "core/unique_fd.h"
 
 namespace nightshift {
 
@@ -105,7 +107,7 @@ class SupervisorClient {
 
   pid_t pid() const { return pid_; }
   // Where events arrive; the caller reads it (it may make it non-blocking) and Feed()s the bytes.
-  int events_fd() const { return events_; }
+  int events_fd() const { return events_.get(); }
 
   // IOError when the supervisor is gone.
   Status Send(const SupervisedTry& request);
@@ -120,11 +122,12 @@ class SupervisorClient {
   void Feed(std::string_view bytes, std::vector<SupervisorEvent>* out);
 
  private:
-  SupervisorClient(int requests, int events, pid_t pid) : requests_(requests), events_(events), pid_(pid) {}
+  SupervisorClient(UniqueFd requests, UniqueFd events, pid_t pid)
+      : requests_(std::move(requests)), events_(std::move(events)), pid_(pid) {}
   Status Write(const std::string& frame);
 
-  int requests_ = -1;
-  int events_ = -1;
+  UniqueFd requests_;
+  UniqueFd events_;
   pid_t pid_ = 0;
   std::string partial_;  // bytes of an event not complete yet
 };

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/strings.h"
+#include "core/unique_fd.h"
 
 namespace nightshift {
 namespace {
@@ -32,26 +33,21 @@ Status WriteAll(int fd, std::string_view data) {
 
 // Whole small file; NotFound when missing.
 Result<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     if (errno == ENOENT) return Status::NotFound(path);
     return Status::IOError(path + ": " + ErrnoText(errno));
   }
   std::string text;
   char buf[4096];
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Status::IOError(path + ": " + ErrnoText(err));
-    }
+    if (n < 0) return Status::IOError(path + ": " + ErrnoText(errno));
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > (1 << 20)) break;  // our files are tiny; do not follow a runaway one
   }
-  ::close(fd);
   return text;
 }
 
@@ -67,11 +63,7 @@ std::optional<T> ParseNumber(std::string_view text) {
 void SyncParentFolder(const std::string& path) {
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  if (UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); dfd) ::fsync(dfd.get());
 }
 
 // The temporary name a file is written under before rename(2). The pid in it keeps two writers
@@ -79,11 +71,6 @@ void SyncParentFolder(const std::string& path) {
 std::string TemporaryNameFor(const std::string& path) { return path + ".tmp" + std::to_string(::getpid()); }
 
 }  // namespace
-
-TaskSidecarPaths SidecarPathsFor(std::string_view log_path) {
-  std::string base(log_path);
-  return TaskSidecarPaths{base + ".status", base + ".pid", base + ".progress"};
-}
 
 std::vector<std::string> TaskWrapperArgs::ToArgv(const std::string& argv0) const {
   std::vector<std::string> argv = {
@@ -160,11 +147,11 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv) 
 
 Status WriteFileAtomically(const std::string& path, std::string_view content, bool durable) {
   const std::string tmp = TemporaryNameFor(path);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
-  Status s = WriteAll(fd, content);
-  if (s.ok() && durable && ::fsync(fd) != 0) s = Status::IOError(ErrnoText(errno));
-  if (::close(fd) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return Status::IOError(tmp + ": " + ErrnoText(errno));
+  Status s = WriteAll(fd.get(), content);
+  if (s.ok() && durable && ::fsync(fd.get()) != 0) s = Status::IOError(ErrnoText(errno));
+  if (int err = fd.Close(); err != 0 && s.ok()) s = Status::IOError(ErrnoText(err));
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = Status::IOError(ErrnoText(errno));
   if (!s.ok()) {
     ::unlink(tmp.c_str());
@@ -174,56 +161,42 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, bo
   return Status::OK();
 }
 
-Status CreateFileAtomically(const std::string& path, std::string_view content) {
-  const std::string tmp = TemporaryNameFor(path);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
-  Status s = WriteAll(fd, content);
-  if (::close(fd) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
-  if (s.ok() && ::link(tmp.c_str(), path.c_str()) != 0) {
-    s = errno == EEXIST ? Status::AlreadyExists(path + " exists") : Status::IOError(path + ": " + ErrnoText(errno));
-  }
-  ::unlink(tmp.c_str());
-  return s;
-}
-
 Result<ReservedFile> ReservedFile::Create(const std::string& path, size_t reserve_bytes) {
   std::string tmp = TemporaryNameFor(path);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(tmp + ": " + ErrnoText(errno));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return Status::IOError(tmp + ": " + ErrnoText(errno));
   // Emulated with writes where the file system has no fallocate(2); either way the blocks are ours.
-  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes)); err != 0) {
-    ::close(fd);
+  if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(reserve_bytes)); err != 0) {
+    fd.Reset();
     ::unlink(tmp.c_str());
     return Status::IOError(tmp + ": cannot reserve " + std::to_string(reserve_bytes) + " bytes: " + ErrnoText(err));
   }
-  return ReservedFile(path, std::move(tmp), fd, reserve_bytes);
+  return ReservedFile(path, std::move(tmp), std::move(fd), reserve_bytes);
 }
 
 ReservedFile::ReservedFile(ReservedFile&& other) noexcept
-    : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)), fd_(std::exchange(other.fd_, -1)),
-      size_(other.size_) {}
+    : path_(std::move(other.path_)), tmp_(std::move(other.tmp_)), fd_(std::move(other.fd_)), size_(other.size_) {}
 
 ReservedFile::~ReservedFile() {
-  if (fd_ < 0) return;
-  ::close(fd_);
+  if (!fd_) return;
+  fd_.Reset();
   ::unlink(tmp_.c_str());
 }
 
 Status ReservedFile::Commit(std::string_view content, bool durable) {
-  if (fd_ < 0) return Status::IOError(path_ + ": already written");
+  if (!fd_) return Status::IOError(path_ + ": already written");
   if (content.size() > size_) content = content.substr(0, size_);
   Status s;
   // Overwrites the reserved blocks, then gives back the rest: neither needs free space.
   for (size_t done = 0; s.ok() && done < content.size();) {
-    ssize_t n = ::pwrite(fd_, content.data() + done, content.size() - done, static_cast<off_t>(done));
+    ssize_t n = ::pwrite(fd_.get(), content.data() + done, content.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) s = Status::IOError(ErrnoText(n < 0 ? errno : EIO));
     if (n > 0) done += static_cast<size_t>(n);
   }
-  if (s.ok() && ::ftruncate(fd_, static_cast<off_t>(content.size())) != 0) s = Status::IOError(ErrnoText(errno));
-  if (s.ok() && durable && ::fsync(fd_) != 0) s = Status::IOError(ErrnoText(errno));
-  if (::close(std::exchange(fd_, -1)) != 0 && s.ok()) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && ::ftruncate(fd_.get(), static_cast<off_t>(content.size())) != 0) s = Status::IOError(ErrnoText(errno));
+  if (s.ok() && durable && ::fsync(fd_.get()) != 0) s = Status::IOError(ErrnoText(errno));
+  if (int err = fd_.Close(); err != 0 && s.ok()) s = Status::IOError(ErrnoText(err));
   if (s.ok() && ::rename(tmp_.c_str(), path_.c_str()) != 0) s = Status::IOError(ErrnoText(errno));
   if (!s.ok()) {
     ::unlink(tmp_.c_str());
@@ -344,21 +317,6 @@ std::optional<ProcStat> ParseProcStat(std::string_view text) {
     }
   }
   return std::nullopt;
-}
-
-std::optional<std::vector<std::string>> ReadProcCmdline(pid_t pid) {
-  if (pid <= 0) return std::nullopt;
-  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/cmdline");
-  if (!text.ok()) return std::nullopt;
-  std::vector<std::string> args;
-  size_t start = 0;
-  while (start < text->size()) {
-    size_t end = text->find('\0', start);
-    if (end == std::string::npos) end = text->size();
-    args.push_back(text->substr(start, end - start));
-    start = end + 1;
-  }
-  return args;
 }
 
 std::string DescribeWaitStatus(int wait_status) {

@@ -2,7 +2,8 @@
 // line, the files it leaves next to a try's log, and the lines it prints on its stdout. Both
 // sides include this header so that a format exists in one place only.
 //
-// Files, all replaced atomically (written to a temporary name, then renamed):
+// Files (their paths: core/try_files.h), all replaced atomically (written to a temporary name,
+// then renamed):
 //   pid file       "PID STARTTIME\n": the wrapper's pid and field 22 of /proc/PID/stat, written
 //                  before the command starts. STARTTIME tells a live wrapper from a process
 //                  that later got the same pid.
@@ -28,6 +29,7 @@
 #include "core/status.h"
 #include "core/task_limits.h"
 #include "core/time.h"
+#include "core/unique_fd.h"
 
 namespace nightshift {
 
@@ -67,22 +69,10 @@ Result<TaskWrapperArgs> ParseTaskWrapperArgs(int argc, const char* const* argv);
 
 // --- files ---
 
-// The files a Slurm try's wrapper keeps next to its log. They derive from the log path alone, so
-// a restarted daemon finds them from what the store recorded.
-struct TaskSidecarPaths {
-  std::string status;    // <log>.status: "EXIT_CODE\n[REASON\n]", written once when the try ends
-  std::string pid;       // <log>.pid: "PID STARTTIME\n", written before the command starts
-  std::string progress;  // <log>.progress: "FRACTION\n", the latest progress (0..1)
-};
-TaskSidecarPaths SidecarPathsFor(std::string_view log_path);
-
 // Writes `content` to `path` through a temporary file in the same folder and rename(2), so a
 // reader sees the old content or the new one, never a part. With `durable`, the file and its
 // folder are fsync'ed before returning, so the content survives a machine crash too.
 Status WriteFileAtomically(const std::string& path, std::string_view content, bool durable);
-// The same, but never replaces an existing file: AlreadyExists then (link(2) instead of
-// rename(2)). Not fsync'ed.
-Status CreateFileAtomically(const std::string& path, std::string_view content);
 
 // A file that will be written once, later, when its folder may have no space left: its blocks
 // are allocated now, in a temporary file next to it, and Commit() writes into them and renames.
@@ -99,11 +89,11 @@ class ReservedFile {
   Status Commit(std::string_view content, bool durable);
 
  private:
-  ReservedFile(std::string path, std::string tmp, int fd, size_t size)
-      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd), size_(size) {}
+  ReservedFile(std::string path, std::string tmp, UniqueFd fd, size_t size)
+      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(std::move(fd)), size_(size) {}
   std::string path_;
   std::string tmp_;
-  int fd_ = -1;
+  UniqueFd fd_;
   size_t size_ = 0;
 };
 // What the wrapper reserves for its status file: an exit code and a reason of a few lines.
@@ -157,8 +147,6 @@ std::optional<ProcStat> ParseProcStat(std::string_view text);
 // pidfd_open(2), called directly: glibc 2.36's <sys/pidfd.h> lacks extern "C" and so cannot be
 // linked from C++. -1 with errno on failure; the descriptor is close-on-exec.
 int PidfdOpen(pid_t pid);
-// The arguments in /proc/PID/cmdline; nullopt when no such process exists.
-std::optional<std::vector<std::string>> ReadProcCmdline(pid_t pid);
 
 // "exit code 3", "killed by signal 15 (Terminated)": for a wait status from waitpid(2).
 std::string DescribeWaitStatus(int wait_status);

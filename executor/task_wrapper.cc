@@ -21,6 +21,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/unique_fd.h"
+#include "executor/process.h"
 #include "executor/task_protocol.h"
 #include "executor/try_output.h"
 
@@ -44,80 +46,9 @@ std::optional<double> ParseDouble(std::string_view text) {
   return value;
 }
 
-// Applies `limits` to the calling process (the command, just before exec). The error text, or
-// empty when all were applied.
-std::string ApplyProcessLimits(const TaskLimits& limits) {
-  auto set = [](int resource, rlim_t soft, rlim_t hard, std::string_view name) -> std::string {
-    const rlimit value{soft, hard};
-    if (::setrlimit(resource, &value) == 0) return "";
-    return "cannot set limits." + std::string(name) + ": " + std::strerror(errno);
-  };
-  std::string error;
-  if (limits.cpu_time && error.empty()) {
-    const auto seconds = static_cast<rlim_t>(CpuLimitSeconds(*limits.cpu_time));
-    error = set(RLIMIT_CPU, seconds, seconds + kCpuTimeKillAfterSeconds, "cpu_time");
-  }
-  if (limits.address_space && error.empty()) {
-    const auto bytes = static_cast<rlim_t>(*limits.address_space);
-    error = set(RLIMIT_AS, bytes, bytes, "address_space");
-  }
-  if (limits.open_files && error.empty()) {
-    const auto files = static_cast<rlim_t>(*limits.open_files);
-    error = set(RLIMIT_NOFILE, files, files, "open_files");
-  }
-  if (limits.nice && error.empty() && ::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
-    error = "cannot set limits.nice: " + std::string(std::strerror(errno));
-  }
-  return error;
-}
-
-// Runs in the forked child; never returns. The wrapper is single-threaded, so the child may
-// use ordinary calls before exec.
-[[noreturn]] void ExecCommand(const TaskWrapperArgs& args, int out_fd) {
-  // Its own process group, so that stopping the task reaches everything it started.
-  ::setpgid(0, 0);
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);  // EINVAL for libc's own: fine
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull > 0) {
-    ::dup2(devnull, 0);
-    ::close(devnull);
-  }
-  ::dup2(out_fd, 1);
-  ::dup2(out_fd, 2);
-  if (out_fd > 2) ::close(out_fd);
-  if (!args.cwd.empty() && ::chdir(args.cwd.c_str()) != 0) {
-    std::string msg =
-        "nightshift: cannot change directory to " + args.cwd + ": " + std::strerror(errno) + "\n";
-    WriteFully(2, msg);
-    ::_exit(127);
-  }
-  // Last, so that nothing of ours runs under them.
-  if (std::string error = ApplyProcessLimits(args.limits); !error.empty()) {
-    WriteFully(2, "nightshift: " + error + "\n");
-    ::_exit(126);
-  }
-  ::execl("/bin/sh", "sh", "-c", args.command.c_str(), static_cast<char*>(nullptr));
-  std::string msg = std::string("nightshift: cannot run /bin/sh: ") + std::strerror(errno) + "\n";
-  WriteFully(2, msg);
-  ::_exit(127);
-}
-
 class Wrapper {
  public:
   explicit Wrapper(TaskWrapperArgs args) : args_(std::move(args)) {}
-  ~Wrapper() {
-    for (int fd : {log_fd_, signal_fd_, pipe_fd_}) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
   Wrapper(const Wrapper&) = delete;
   Wrapper& operator=(const Wrapper&) = delete;
 
@@ -133,15 +64,13 @@ class Wrapper {
   bool ChildExited();
 
   TaskWrapperArgs args_;
-  int log_fd_ = -1;
-  int signal_fd_ = -1;
-  int pipe_fd_ = -1;
+  UniqueFd log_fd_;
+  UniqueFd signal_fd_;
+  UniqueFd pipe_fd_;
   pid_t child_ = -1;
   bool stdout_ok_ = true;
   bool child_changed_ = false;
-  bool stopping_ = false;  // we sent SIGTERM to the group
-  bool killed_ = false;    // we sent SIGKILL to the group
-  int64_t kill_deadline_ms_ = 0;
+  GroupStop stop_;
   std::optional<ReservedFile> status_file_;  // its space taken before the command starts
   std::optional<TryOutput> output_;  // once the log is open
 };
@@ -149,7 +78,7 @@ class Wrapper {
 int Wrapper::Fail(const std::string& what) {
   std::string msg = "nightshift " + std::string(kTaskWrapperCommand) + ": " + what + "\n";
   WriteFully(2, msg);
-  if (log_fd_ >= 0) Note(what);
+  if (log_fd_) Note(what);
   WriteStdout(FormatWrapperError(what));
   return kWrapperSetupFailedExit;
 }
@@ -177,8 +106,8 @@ int Wrapper::Run() {
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   ::setsid();  // EPERM when already a session or group leader: we are out of the daemon's group then
 
-  signal_fd_ = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (signal_fd_ < 0) return Fail(std::string("signalfd: ") + std::strerror(errno));
+  signal_fd_.Reset(::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) return Fail(std::string("signalfd: ") + std::strerror(errno));
   struct stat out_stat {};
   if (::fstat(1, &out_stat) == 0 && S_ISFIFO(out_stat.st_mode)) {
     // A daemon that is alive but busy must not stall the task's log; progress lines are
@@ -186,10 +115,10 @@ int Wrapper::Run() {
     ::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK);
   }
 
-  log_fd_ = ::open(args_.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (log_fd_ < 0) return Fail("cannot open log " + args_.log_path + ": " + std::strerror(errno));
+  log_fd_.Reset(::open(args_.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  if (!log_fd_) return Fail("cannot open log " + args_.log_path + ": " + std::strerror(errno));
   // The lock lives as long as this process: a second wrapper for the same try refuses to run.
-  if (::flock(log_fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+  if (::flock(log_fd_.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
     WriteFully(2, "nightshift __task-wrapper: another task wrapper already runs this try\n");
     WriteStdout(FormatWrapperError("another task wrapper already runs this try; not started again"));
     return kWrapperRefusedExit;
@@ -200,8 +129,8 @@ int Wrapper::Run() {
     return kWrapperRefusedExit;
   }
   struct stat log_stat {};
-  const int64_t existing = ::fstat(log_fd_, &log_stat) == 0 ? log_stat.st_size : 0;
-  output_.emplace(log_fd_, args_.log_path, args_.limits.log_size.value_or(kDefaultTaskLogSize), existing);
+  const int64_t existing = ::fstat(log_fd_.get(), &log_stat) == 0 ? log_stat.st_size : 0;
+  output_.emplace(log_fd_.get(), args_.log_path, args_.limits.log_size.value_or(kDefaultTaskLogSize), existing);
   // A task that fills the disk with its output (or anything else that does) must not keep its
   // result from being recorded: the status file's space is taken now.
   auto reserved = ReservedFile::Create(args_.status_path, kStatusFileReserve);
@@ -230,62 +159,57 @@ int Wrapper::Run() {
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Fail(std::string("pipe: ") + std::strerror(errno));
-  child_ = ::fork();
-  if (child_ < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return Fail(std::string("fork: ") + std::strerror(errno));
-  }
-  if (child_ == 0) ExecCommand(args_, fds[1]);
-  // Also set here: a stop request right after fork must find the group already in place.
-  ::setpgid(child_, child_);
-  ::close(fds[1]);
-  pipe_fd_ = fds[0];
-  ::fcntl(pipe_fd_, F_SETFL, ::fcntl(pipe_fd_, F_GETFL) | O_NONBLOCK);
+  pipe_fd_.Reset(fds[0]);
+  UniqueFd pipe_write(fds[1]);
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!devnull) return Fail(std::string("cannot open /dev/null: ") + std::strerror(errno));
+  ShellArgv argv(args_.command);
+  ChildSpec spec;
+  spec.argv = argv.get();
+  spec.cwd = args_.cwd.empty() ? nullptr : args_.cwd.c_str();
+  spec.stdin_fd = devnull.get();
+  spec.stdout_fd = spec.stderr_fd = pipe_write.get();
+  spec.limits = ChildLimitsFor(args_.limits);
+  Result<StartedChild> child = StartChild(spec);
+  if (!child.ok()) return Fail(child.status().message());
+  child_ = child->pid;
+  stop_ = GroupStop(child_);
+  pipe_write.Reset();
+  devnull.Reset();
+  ::fcntl(pipe_fd_.get(), F_SETFL, ::fcntl(pipe_fd_.get(), F_GETFL) | O_NONBLOCK);
 
   bool pipe_open = true;
   while (!ChildExited()) {
-    pollfd pfds[2] = {{signal_fd_, POLLIN, 0}, {pipe_open ? pipe_fd_ : -1, POLLIN, 0}};
-    int timeout = -1;
-    if (stopping_ && !killed_) {
-      timeout = static_cast<int>(std::clamp<int64_t>(kill_deadline_ms_ - MonotonicMs(), 0, 1 << 30));
-    }
+    pollfd pfds[2] = {{signal_fd_.get(), POLLIN, 0}, {pipe_open ? pipe_fd_.get() : -1, POLLIN, 0}};
+    const int timeout = static_cast<int>(std::min<int64_t>(stop_.MsUntilKill(), 1 << 30));
     if (::poll(pfds, 2, timeout) < 0 && errno != EINTR) {
       // Cannot happen with valid arguments; if it does, we cannot watch the task any more:
       // stop it and record that, rather than leave it running unobserved.
       Note(std::string("poll failed: ") + std::strerror(errno) + "; killing the task");
-      ::kill(-child_, SIGKILL);
-      killed_ = stopping_ = true;
+      stop_.KillNow();
       siginfo_t info{};
       ::waitid(P_PID, static_cast<id_t>(child_), &info, WEXITED | WNOWAIT);
       break;
     }
     if (pipe_open && (pfds[1].revents & (POLLIN | POLLHUP | POLLERR))) pipe_open = ReadPipe(kMaxReadPerRound);
     if (pfds[0].revents & POLLIN) HandleSignals();
-    if (stopping_ && !killed_ && MonotonicMs() >= kill_deadline_ms_) {
-      Note("the task did not stop within " + std::to_string(args_.kill_grace_ms) + " ms; sending SIGKILL");
-      ::kill(-child_, SIGKILL);
-      killed_ = true;
-    }
+    if (stop_.KillIfDue()) Note(GraceOverNote(stop_));
   }
 
-  // The child is a zombie until waitpid below, so its pid still names the group: no other
-  // process can have taken it. Background processes of a task we did not stop are left alone.
-  if (stopping_) ::kill(-child_, SIGKILL);
+  // The child is a zombie until ReapChild below.
+  stop_.LeaderExited();
   if (pipe_open) {
     // Everything the command wrote is in the pipe now; read that much and no more, since a
     // background process may keep writing forever.
     int available = 0;
-    if (::ioctl(pipe_fd_, FIONREAD, &available) == 0 && available > 0) {
+    if (::ioctl(pipe_fd_.get(), FIONREAD, &available) == 0 && available > 0) {
       ReadPipe(static_cast<size_t>(available));
     }
   }
   if (auto p = output_->Flush()) ReportProgress(*p);
-  int wait_status = 0;
   rusage usage{};
-  while (::wait4(child_, &wait_status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  TaskExit exit = DescribeExit(wait_status, usage, args_.limits, stopping_, killed_);
+  const int wait_status = ReapChild(child_, &usage);
+  TaskExit exit = DescribeExit(wait_status, usage, args_.limits, stop_.stopping(), stop_.killed());
   output_->Conclude(exit);
   s = status_file_->Commit(FormatStatusFile(exit), false);
   if (!s.ok()) {
@@ -299,7 +223,7 @@ int Wrapper::Run() {
 bool Wrapper::ReadPipe(size_t limit) {
   char buf[65536];
   while (limit > 0) {
-    ssize_t n = ::read(pipe_fd_, buf, std::min(sizeof buf, limit));
+    ssize_t n = ::read(pipe_fd_.get(), buf, std::min(sizeof buf, limit));
     if (n > 0) {
       if (auto p = output_->OnOutput(std::string_view(buf, static_cast<size_t>(n)))) ReportProgress(*p);
       limit -= static_cast<size_t>(n);
@@ -337,15 +261,13 @@ void Wrapper::WriteStdout(std::string_view text) {
 
 void Wrapper::HandleSignals() {
   signalfd_siginfo info;
-  while (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     if (info.ssi_signo == SIGCHLD) {
       child_changed_ = true;
-    } else if (!stopping_) {
-      stopping_ = true;
-      kill_deadline_ms_ = MonotonicMs() + args_.kill_grace_ms;
+    } else if (!stop_.stopping()) {
       Note(std::string("received ") + (info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM") +
            "; sending SIGTERM to the task's process group");
-      ::kill(-child_, SIGTERM);
+      stop_.Begin(args_.kill_grace_ms);
     }
   }
 }

@@ -19,16 +19,18 @@
 //     running anything (a try never runs twice);
 //  3. takes the status file's space (ReservedFile), so a full disk cannot keep the result from
 //     being recorded, and writes the pid file "PID STARTTIME";
-//  4. forks the command: own process group, default signal dispositions, empty signal mask,
-//     stdin /dev/null, stdout+stderr into a pipe, chdir(--cwd) (failure: message in the log,
-//     exit 127), the rlimits and niceness of --cpu-time, --address-space, --open-files, --nice
-//     (failure: message in the log, exit 126), exec /bin/sh -c COMMAND;
+//  4. starts the command with StartChild (process.h): own process group, default signal
+//     dispositions, empty signal mask, stdin /dev/null, stdout+stderr into a pipe, chdir(--cwd)
+//     (failure: message in the log, exit 127), the rlimits and niceness of --cpu-time,
+//     --address-space, --open-files, --nice (failure: message in the log, exit 126), exec
+//     /bin/sh -c COMMAND;
 //  5. copies the pipe into the log line by line, except `::progress DONE/TOTAL` and
 //     `::progress PCT%` lines, which update the progress file and print "progress FRACTION" on
 //     its stdout (EPIPE there is ignored: the daemon may be gone); past --log-size bytes the
 //     output is read and dropped, and a note at the end of the log counts it; a failed write to
 //     the log stops the writing and fails the try (exit 125 if the command succeeded) with why;
-//  6. on SIGTERM/SIGINT: SIGTERM to the command's process group, SIGKILL after --kill-grace-ms;
+//  6. on SIGTERM/SIGINT: SIGTERM to the command's process group, SIGKILL after --kill-grace-ms
+//     (GroupStop);
 //  7. when the command exits: the remaining output is copied, the group is SIGKILLed if we were
 //     stopping it, the status file is written (and fsync'ed), and the wrapper exits with the
 //     command's exit code (0..255, or 128+signal).

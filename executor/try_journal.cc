@@ -36,10 +36,6 @@ std::string OneLine(std::string_view text) {
 
 }  // namespace
 
-std::string TryJournalPath(const std::string& logs_dir, const std::string& dag_id, const std::string& run_id) {
-  return logs_dir + "/" + dag_id + "/" + run_id + "/" + std::string(kTryJournalName);
-}
-
 bool IsJournalSafe(std::string_view text) { return text.find_first_of("\t\n") == std::string_view::npos; }
 
 std::string FormatJournalStart(std::string_view log_path, const JournalStart& start) {

@@ -26,13 +26,10 @@
 
 #include "core/status.h"
 #include "core/time.h"
+#include "core/try_files.h"  // TryJournalPath: where the journal of a run is
 
 namespace nightshift {
 
-inline constexpr std::string_view kTryJournalName = "tries.journal";
-
-// LOGS_DIR/DAG/RUN/tries.journal: next to the run's logs, so retention removes them together.
-std::string TryJournalPath(const std::string& logs_dir, const std::string& dag_id, const std::string& run_id);
 
 struct JournalStart {
   pid_t pid = 0;

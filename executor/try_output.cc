@@ -70,15 +70,11 @@ TryOutput::TryOutput(int log_fd, std::string log_path, int64_t size_limit, int64
       log_bytes_(existing_bytes),
       log_mid_line_(existing_bytes > 0) {}  // cannot tell cheaply; a blank line is the lesser harm
 
-TryOutput::~TryOutput() {
-  if (owns_fd_) ::close(log_fd_);
-}
-
 int TryOutput::OpenLog() {
   if (log_fd_ >= 0) return 0;
-  log_fd_ = OpenForAppend(log_path_);
-  if (log_fd_ < 0) return errno;
-  owns_fd_ = true;
+  owned_fd_.Reset(OpenForAppend(log_path_));
+  if (!owned_fd_) return errno;
+  log_fd_ = owned_fd_.get();
   const off_t size = ::lseek(log_fd_, 0, SEEK_END);
   log_bytes_ = size > 0 ? size : 0;
   log_mid_line_ = size > 0;

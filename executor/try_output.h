@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "core/task_limits.h"
+#include "core/unique_fd.h"
 #include "executor/task_protocol.h"
 
 namespace nightshift {
@@ -25,7 +26,6 @@ class TryOutput {
   // `log_fd` is not owned; -1 opens (and creates) the log at the first byte to write, so that
   // a try that prints nothing costs no file. `existing_bytes`: what an open log holds already.
   TryOutput(int log_fd, std::string log_path, int64_t size_limit, int64_t existing_bytes);
-  ~TryOutput();
   TryOutput(const TryOutput&) = delete;
   TryOutput& operator=(const TryOutput&) = delete;
 
@@ -45,7 +45,7 @@ class TryOutput {
   int OpenLog();
 
   int log_fd_;
-  bool owns_fd_ = false;
+  UniqueFd owned_fd_;  // log_fd_, when we opened it
   std::string log_path_;
   int64_t size_limit_;
   int64_t log_bytes_;          // in the log file, notes aside

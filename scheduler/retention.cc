@@ -4,6 +4,8 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "core/try_files.h"
+
 namespace nightshift {
 
 Result<int> PruneFinishedRuns(Store& store, const std::string& logs_dir, const RetentionPolicy& policy,
@@ -32,7 +34,7 @@ Result<int> PruneFinishedRuns(Store& store, const std::string& logs_dir, const R
     for (const DagRun& run : doomed) {
       if (Status s = store.DeleteRun(run.id); !s.ok()) return s;
       std::error_code ec;
-      std::filesystem::remove_all(std::filesystem::path(logs_dir) / run.dag_id / run.run_id, ec);
+      std::filesystem::remove_all(RunFolder(logs_dir, run.dag_id, run.run_id), ec);
       if (ec) spdlog::warn("cannot remove logs of {}/{}: {}", run.dag_id, run.run_id, ec.message());
       ++deleted;
     }

@@ -423,7 +423,7 @@ TEST_F(FakeSlurmTest, TriesWaitingForAnUnreachableControllerSayWhyAndGoWhenItAns
   // (The fake gives every job id 42.)
   ASSERT_TRUE(RunUntil([&] {
     for (int i = 0; i < 3; ++i) {
-      if (ReadFile(SlurmJobIdPathFor(Spec("", i).log_path)) != "42\n") return false;
+      if (ReadFile(TryFiles::OfLog(Spec("", i).log_path).slurm_job) != "42\n") return false;
     }
     return true;
   }));
@@ -470,7 +470,7 @@ TEST_F(FakeSlurmTest, MappedTriesWithArrayGoAsOneJobArrayAndRetriesAlone) {
 TEST_F(FakeSlurmTest, AdoptFindsByNameAJobWhoseIdWasNeverRecorded) {
   TaskSpec spec = Spec("true", 5);
   fs::create_directories(dir_.path() + "/logs/t.5");
-  WriteFile(SlurmJobIdPathFor(spec.log_path), "");  // sbatch ran; the daemon died before its answer
+  WriteFile(TryFiles::OfLog(spec.log_path).slurm_job, "");  // sbatch ran; the daemon died before its answer
   const std::string logs = dir_.path() + "/logs";
   Say("squeue.out", "40|RUNNING|None|" + logs + "/t.5|ns:d:r:t:5:2\n" +  // another try
                         "41|RUNNING|None|/elsewhere/logs/t.array|ns:d:r:t:array:1\n" +  // another daemon's
@@ -480,7 +480,7 @@ TEST_F(FakeSlurmTest, AdoptFindsByNameAJobWhoseIdWasNeverRecorded) {
   EXPECT_EQ(executor_->Adopt(tasks).size(), 1u);
   ASSERT_TRUE(RunUntil([&] { return HasEvent(Kind::kStarted); }));
   EXPECT_EQ(Last(Kind::kStarted)->external_id, "77_5");
-  EXPECT_EQ(ReadFile(SlurmJobIdPathFor(spec.log_path)), "77_5\n");
+  EXPECT_EQ(ReadFile(TryFiles::OfLog(spec.log_path).slurm_job), "77_5\n");
   EXPECT_NE(Calls().find("squeue -h -t all -r -o %i|%T|%r|%Z|%j -u " + std::to_string(::getuid())), std::string::npos)
       << Calls();
   EXPECT_EQ(executor_->counters().sbatch, 0);
@@ -489,7 +489,7 @@ TEST_F(FakeSlurmTest, AdoptFindsByNameAJobWhoseIdWasNeverRecorded) {
 TEST_F(FakeSlurmTest, AdoptWithAnEmptyJobIdThatSlurmDoesNotKnowStartsTheTryAgain) {
   TaskSpec spec = Spec("true");
   fs::create_directories(dir_.path() + "/logs/t");
-  WriteFile(SlurmJobIdPathFor(spec.log_path), "");
+  WriteFile(TryFiles::OfLog(spec.log_path).slurm_job, "");
   Say("squeue.out", "40|RUNNING|None|" + dir_.path() + "/logs/t|ns:d:r:t:-1:2\n" +  // another try's job
                         "41|RUNNING|None|/elsewhere/logs/t|ns:d:r:t:-1:1\n");       // another daemon's
   std::vector<RunningTask> tasks = {RunningTask{spec.key, std::nullopt, std::nullopt, spec.log_path, "slurm"}};

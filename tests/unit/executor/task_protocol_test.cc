@@ -182,12 +182,5 @@ TEST(TaskProtocolTest, ProgressReportsRoundTrip) {
   EXPECT_FALSE(ParseProgressReport("hello"));
 }
 
-TEST(TaskProtocolTest, SidecarPathsDeriveFromTheLog) {
-  TaskSidecarPaths paths = SidecarPathsFor("/logs/d/r/t/1.log");
-  EXPECT_EQ(paths.status, "/logs/d/r/t/1.log.status");
-  EXPECT_EQ(paths.pid, "/logs/d/r/t/1.log.pid");
-  EXPECT_EQ(paths.progress, "/logs/d/r/t/1.log.progress");
-}
-
 }  // namespace
 }  // namespace nightshift
