@@ -24,7 +24,7 @@ namespace nightshift {
 
 // Task instances tallied by state.
 struct StateCounts {
-  std::array<int, 8> by_state{};  // indexed by TaskState
+  std::array<int, kTaskStateCount> by_state{};  // indexed by TaskState
   int total = 0;
 
   void Add(TaskState state, int delta);

@@ -198,6 +198,30 @@ TEST_F(SchedulerTest, RetriesWithBackoffThenSucceed) {
   EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
 }
 
+// A run that fails while a task waits for its next try skips that task like any task that
+// still waits (docs/scheduling.md, dagrun_timeout), through a move the transition table allows.
+TEST_F(SchedulerTest, ARunThatTimesOutWhileATaskWaitsForItsRetrySkipsIt) {
+  Dag dag;
+  dag.dag_id = "retry_timeout";
+  dag.dagrun_timeout = seconds(60);
+  Task t = MakeTask("flaky");
+  t.retries = 1;
+  t.retry_delay = seconds(300);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("retry_timeout", std::nullopt, std::nullopt, "{}");
+  Pass();
+  CompleteSubmitted(1);
+  Pass();
+  ASSERT_EQ(Ti(run->id, "flaky").state, TaskState::kUpForRetry);
+  clock_.now += seconds(60);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "flaky").state, TaskState::kSkipped);
+  EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+  EXPECT_EQ(s.metrics().illegal_transitions, 0u);
+}
+
 TEST_F(SchedulerTest, FailurePropagatesAsUpstreamFailedAndFailsTheRun) {
   Dag dag;
   dag.dag_id = "fail";
