@@ -52,6 +52,9 @@ struct ActiveRun {
   DagRun run;
   Dag dag;  // the snapshot the run started with
   std::vector<TaskInstance> tis;
+  // The DAG's params with the run's conf over them (NIGHTSHIFT_PARAM_*), parsed from the conf
+  // once when the run is loaded.
+  std::map<std::string, std::string> params;
   std::unordered_map<std::string, TaskNode> nodes;  // task_id -> its node
   std::set<std::string> leaves;                     // tasks nothing depends on
   StateCounts counts;                               // every instance of the run

@@ -41,6 +41,21 @@ std::string WindowClosedReason(const std::string& name, const Window& window, Ti
   return "window " + name + " closed until " + (open ? FormatRfc3339In(*open, window.timezone()) : std::string("never"));
 }
 
+// The DAG's params with the trigger's conf over them, as the tasks' environment sees them.
+// Parsed once when a run is loaded or created, not for each try.
+std::map<std::string, std::string> RunParams(const Dag& dag, const std::string& conf_text) {
+  std::map<std::string, std::string> params = dag.params;
+  try {
+    json conf = json::parse(conf_text.empty() ? "{}" : conf_text);
+    if (conf.is_object()) {
+      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
+    }
+  } catch (const std::exception&) {
+    // conf was validated when the run was created; a damaged row adds nothing.
+  }
+  return params;
+}
+
 std::string DateInZone(TimePoint t, const std::string& timezone) {
   // FormatRfc3339In gives "YYYY-MM-DDTHH:MM:SS+hh:mm" in the zone; its first ten characters
   // are the local date.
@@ -72,6 +87,7 @@ Status Scheduler::LoadRun(const DagRun& run) {
   auto dag = RestoreDag(run.dag_snapshot);
   if (!dag.ok()) return dag.status();
   active.dag = std::move(*dag);
+  active.params = RunParams(active.dag, run.conf);
   auto tis = store_.ListTaskInstances(run.id);
   if (!tis.ok()) return tis.status();
   active.tis = std::move(*tis);
@@ -484,6 +500,7 @@ Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::s
   ActiveRun active;
   active.run = run;
   active.dag = std::move(snapshot);
+  active.params = RunParams(active.dag, run.conf);
   active.tis = std::move(tis);
   active.Index();
   runs_[run.id] = std::move(active);
@@ -1238,16 +1255,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
     for (const auto& [k, v] : task->env) spec.env[k] = v;
   }
   // Params, then the trigger's conf over them; they reach the task only as variables.
-  std::map<std::string, std::string> params = active.dag.params;
-  try {
-    json conf = json::parse(active.run.conf.empty() ? "{}" : active.run.conf);
-    if (conf.is_object()) {
-      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
-    }
-  } catch (const std::exception&) {
-    // conf was validated when the run was created; a damaged row adds nothing.
-  }
-  for (const auto& [k, v] : params) spec.env["NIGHTSHIFT_PARAM_" + UpperEnvName(k)] = v;
+  for (const auto& [k, v] : active.params) spec.env["NIGHTSHIFT_PARAM_" + UpperEnvName(k)] = v;
   spec.env["NIGHTSHIFT_DAG_ID"] = active.run.dag_id;
   spec.env["NIGHTSHIFT_RUN_ID"] = active.run.run_id;
   spec.env["NIGHTSHIFT_TASK_ID"] = ti.task_id;
