@@ -428,7 +428,7 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   if (at.window_kill) {
     // Stopped because its window closed: back to the queue for the next opening, and the
     // stopped try does not count against retries.
-    ti.max_tries += 1;
+    ti.window_kills += 1;
     ti.waiting_reason = *at.cancel_reason;
     SetState(active, at.ti_index, TaskState::kScheduled);
     return;
@@ -439,8 +439,10 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
                                at.task_try.try_number}
                    .ToString(),
                *at.task_try.reason);
-  if (task && ti.try_number < ti.max_tries) {
-    ti.next_retry_at = now + RetryDelay(*task, ti.try_number - (ti.max_tries - 1 - task->retries));
+  if (task && ti.try_number < ti.TriesAllowed()) {
+    // Which retry this is: window kills and the tries before a clear do not count.
+    const int retry = ti.try_number - ti.window_kills - (ti.max_tries - 1 - task->retries);
+    ti.next_retry_at = now + RetryDelay(*task, retry);
     ti.waiting_reason = "retry " + std::to_string(ti.try_number + 1) + " at " + FormatRfc3339(*ti.next_retry_at);
     SetState(active, at.ti_index, TaskState::kUpForRetry);
   } else {
@@ -910,6 +912,7 @@ Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id
       if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, "cleared");
       SetState(active, i, TaskState::kScheduled);
       ti.max_tries = ti.try_number + (task ? task->retries : 0) + 1;
+      ti.window_kills = 0;
       cache_bypass_.insert(ti.id);  // a user asked for it to run again
       ti.start_date.reset();
       ti.end_date.reset();

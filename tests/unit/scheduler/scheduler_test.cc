@@ -356,12 +356,55 @@ TEST_F(SchedulerTest, WindowKillStopsAndRequeuesWithoutUsingARetry) {
   Pass();
   TaskInstance ti = Ti(run->id, "long");
   EXPECT_EQ(ti.state, TaskState::kScheduled);
-  EXPECT_EQ(ti.max_tries, 2);
+  // Counted apart from the retry budget, which stays what the task asked for.
+  EXPECT_EQ(ti.max_tries, 1);
+  EXPECT_EQ(ti.window_kills, 1);
+  EXPECT_EQ(ti.TriesAllowed(), 2);
   EXPECT_EQ(ti.waiting_reason, "window nightly closed until 2026-11-29T10:00:00+00:00");
   clock_.now = T("2026-11-29T10:00:00Z");
   Pass();
   ASSERT_EQ(executor_.submitted.size(), 2u);
   EXPECT_EQ(executor_.submitted[1].key.try_number, 2);
+  // The try the window stopped was the only extra one: a failure now ends it (no retries).
+  executor_.Start(executor_.submitted[1]);
+  executor_.Finish(executor_.submitted[1].key, 1);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "long").state, TaskState::kFailed);
+}
+
+// A retry after a window kill waits the first retry's delay: the stopped try was no retry.
+TEST_F(SchedulerTest, AWindowKillDoesNotAdvanceTheRetryBackoff) {
+  auto window = Window::Parse("nightly", "UTC", {"10:00-12:30"}, OnClose::kKill);
+  ASSERT_TRUE(window.ok());
+  options_.windows.emplace("nightly", *window);
+  Dag dag;
+  dag.dag_id = "killme";
+  dag.window = "nightly";
+  Task t = MakeTask("long");
+  t.retries = 1;
+  t.retry_delay = seconds(10);
+  t.retry_exponential_backoff = true;
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("killme", std::nullopt, std::nullopt, "{}");
+  Pass();
+  executor_.Start(executor_.submitted[0]);
+  Pass();
+  clock_.now = T("2026-11-28T12:30:00Z");
+  Pass();
+  executor_.Finish(executor_.submitted[0].key, 143);
+  Pass();
+  clock_.now = T("2026-11-29T10:00:00Z");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  executor_.Start(executor_.submitted[1]);
+  executor_.Finish(executor_.submitted[1].key, 1);
+  Pass();
+  TaskInstance ti = Ti(run->id, "long");
+  EXPECT_EQ(ti.state, TaskState::kUpForRetry);
+  EXPECT_EQ(ti.next_retry_at, clock_.now + seconds(10));
+  EXPECT_EQ(ti.TriesAllowed(), 3);
 }
 
 TEST_F(SchedulerTest, ExecutionTimeoutCancelsAndFailsTheTry) {
