@@ -87,7 +87,6 @@ struct ActiveRun {
   // Moves instance `index` to `state`, keeping the counts, and asks for what it affects to be
   // evaluated: its downstream tasks, and itself when it waits again.
   void Recount(size_t index, TaskState from, TaskState to);
-  void EvaluateTaskLater(const std::string& task_id);
   // The counts of a task's upstream tasks, as `TaskNode::upstream` keeps them (for an unknown
   // task: nothing upstream).
   const UpstreamCounts& UpstreamOf(const std::string& task_id) const;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "executor/task_protocol.h"
 #include "executor/try_journal.h"
 #include "scheduler/cache_key.h"
 #include "scheduler/dag_snapshot.h"
@@ -60,6 +61,39 @@ std::string DateInZone(TimePoint t, const std::string& timezone) {
   // FormatRfc3339In gives "YYYY-MM-DDTHH:MM:SS+hh:mm" in the zone; its first ten characters
   // are the local date.
   return FormatRfc3339In(t, timezone).substr(0, 10);
+}
+
+// Reads the JSON a successful try wrote to NIGHTSHIFT_OUTPUT; an error says why it is unusable.
+Status ReadOutput(const std::string& log_path, std::optional<std::string>* output) {
+  constexpr size_t kMaxOutput = 64 * 1024;
+  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::OK();
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return Status::IOError("cannot read the output file: " + ec.message());
+  if (size > kMaxOutput) {
+    return Status::InvalidArgument("output is " + std::to_string(size) + " bytes; the limit is 64 KiB");
+  }
+  std::string text(size, '\0');
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    text.resize(std::fread(text.data(), 1, text.size(), f));
+    std::fclose(f);
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
+  try {
+    *output = json::parse(text).dump();
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
+  }
+  return Status::OK();
+}
+
+// Writes a file a command asks for (its folder created as needed).
+Status WriteCommandFile(const std::string& path, const std::string& content) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return Status::IOError("cannot create the folder of " + path + ": " + ec.message());
+  return WriteFileAtomically(path, content, /*durable=*/false);
 }
 
 }  // namespace
@@ -160,8 +194,10 @@ Status Scheduler::Recover() {
 Result<std::optional<TimePoint>> Scheduler::RunPass() {
   const TimePoint now = clock_.Now();
   const auto pass_start = std::chrono::steady_clock::now();
-  to_submit_.clear();
+  commands_.clear();
   finished_runs_.clear();
+  // What happened since the last pass, with the files it names read now: planning reads none.
+  const std::vector<TryEvent> events = ReadEvents();
 
   Status s = store_.InTransaction([&]() -> Status {
     // Which DAGs are paused, read again only when the dags table may have changed: with many
@@ -176,8 +212,7 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
       paused_version_ = *version;
     }
 
-    for (const ExecutorEvent& event : std::exchange(submit_failures_, {})) HandleEvent(event, now);
-    for (const ExecutorEvent& event : executor_.Drain()) HandleEvent(event, now);
+    for (const TryEvent& event : events) HandleEvent(event, now);
     if (options_.create_scheduled_runs) {
       if (Status cs = CreateScheduledRuns(now); !cs.ok()) return cs;
     }
@@ -198,25 +233,13 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
     // The database did not take this pass. Nothing was started; reload what it does hold so
     // memory and disk agree again, and let the executor re-report live tries.
     spdlog::error("scheduler pass not committed, reloading state: {}", s.ToString());
-    to_submit_.clear();
+    commands_.clear();
     if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
     return s;
   }
 
   // Committed: now the queued tries may really start.
-  for (const TaskSpec& spec : to_submit_) {
-    if (Status submit = executor_.Submit(spec); !submit.ok()) {
-      // Handled as a failed try on the next pass, so the retry rules apply.
-      spdlog::error("cannot start {}: {}", spec.key.ToString(), submit.ToString());
-      ExecutorEvent failed;
-      failed.kind = ExecutorEvent::Kind::kLost;
-      failed.key = spec.key;
-      failed.reason = "cannot start: " + submit.message();
-      failed.at = now;
-      submit_failures_.push_back(failed);
-    }
-  }
-  to_submit_.clear();
+  CarryOut(now);
   for (int64_t run_pk : std::exchange(finished_runs_, {})) {
     auto it = runs_.find(run_pk);
     if (it == runs_.end()) continue;
@@ -233,6 +256,78 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   metrics_.pass_duration.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
   return NextWake(now);
+}
+
+std::vector<TryEvent> Scheduler::ReadEvents() {
+  std::vector<TryEvent> events;
+  for (ExecutorEvent& event : std::exchange(submit_failures_, {})) events.push_back(TryEvent{std::move(event), {}, {}});
+  for (ExecutorEvent& event : executor_.Drain()) {
+    TryEvent& read = events.emplace_back(TryEvent{std::move(event), {}, {}});
+    if (read.event.kind != ExecutorEvent::Kind::kFinished || read.event.exit_code.value_or(-1) != 0) continue;
+    auto it = active_tries_.find(read.event.key);
+    if (it == active_tries_.end()) continue;
+    if (Status s = ReadOutput(it->second.task_try.log_path, &read.output); !s.ok()) {
+      read.output.reset();
+      read.output_error = s.message();
+    }
+  }
+  return events;
+}
+
+void Scheduler::Cancel(const TaskInstanceKey& key) {
+  SchedulerCommand command;
+  command.kind = SchedulerCommand::Kind::kCancel;
+  command.key = key;
+  commands_.push_back(std::move(command));
+}
+
+void Scheduler::CarryOut(TimePoint now) {
+  // A stop the executor refused before is asked again while the try is still ours.
+  for (auto it = cancels_to_retry_.begin(); it != cancels_to_retry_.end();) {
+    if (active_tries_.count(*it)) Cancel(*it);
+    it = cancels_to_retry_.erase(it);
+  }
+  std::map<TaskInstanceKey, std::string> unstartable;  // tries whose input file was not written
+  for (SchedulerCommand& command : std::exchange(commands_, {})) {
+    switch (command.kind) {
+      case SchedulerCommand::Kind::kWriteFile: {
+        if (Status w = WriteCommandFile(command.path, command.content); !w.ok()) {
+          spdlog::error("{}: {}", command.key.ToString(), w.ToString());
+          if (command.needed_to_start) unstartable[command.key] = w.message();
+        }
+        break;
+      }
+      case SchedulerCommand::Kind::kSubmit: {
+        Status submit = Status::OK();
+        if (auto it = unstartable.find(command.spec.key); it != unstartable.end()) {
+          submit = Status::IOError(it->second);
+        } else {
+          submit = executor_.Submit(command.spec);
+        }
+        if (submit.ok()) break;
+        spdlog::error("cannot start {}: {}", command.spec.key.ToString(), submit.ToString());
+        // A callback has no try; a task's try is handled as failed on the next pass, so the
+        // retry rules apply.
+        if (!active_tries_.count(command.spec.key)) break;
+        ExecutorEvent failed;
+        failed.kind = ExecutorEvent::Kind::kLost;
+        failed.key = command.spec.key;
+        failed.reason = "cannot start: " + submit.message();
+        failed.at = now;
+        submit_failures_.push_back(std::move(failed));
+        break;
+      }
+      case SchedulerCommand::Kind::kCancel:
+        if (Status c = executor_.Cancel(command.key); !c.ok()) {
+          spdlog::warn("cannot stop {} yet: {}", command.key.ToString(), c.ToString());
+          cancels_to_retry_.insert(command.key);
+        }
+        break;
+      case SchedulerCommand::Kind::kWithdraw:
+        executor_.Withdraw(command.key);
+        break;
+    }
+  }
 }
 
 Status Scheduler::Persist() {
@@ -272,7 +367,8 @@ Status Scheduler::Persist() {
 // ---------------------------------------------------------------------------------------------
 // Executor events
 
-void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
+void Scheduler::HandleEvent(const TryEvent& read, TimePoint now) {
+  const ExecutorEvent& event = read.event;
   auto it = active_tries_.find(event.key);
   if (it == active_tries_.end()) return;  // a callback, or a try already closed
   ActiveTry& at = it->second;
@@ -287,7 +383,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       if (run_it == runs_.end()) return;
       TaskInstance& ti = run_it->second.tis[at.ti_index];
       ++metrics_.tries_started;
-      if (at.sent_as_standby) ++metrics_.standbys_started;
+      StandbyStarted(at);
       if (auto ready = ready_since_.find(ti.id); ready != ready_since_.end()) {
         metrics_.dispatch_latency.Observe(
             std::max(0.0, std::chrono::duration<double>(at.task_try.start_date.value_or(now) - ready->second).count()));
@@ -325,7 +421,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       TimePoint ended = now;
       if (event.at.time_since_epoch().count() != 0 && event.at < now) ended = event.at;
       if (at.task_try.start_date && ended < *at.task_try.start_date) ended = *at.task_try.start_date;
-      FinishTry(at, event.exit_code.value_or(-1), event.reason, ended, event.handed_off);
+      FinishTry(at, event.exit_code.value_or(-1), event.reason, ended, event.handed_off, &read);
       return;
     }
     case ExecutorEvent::Kind::kDeclined:
@@ -358,11 +454,7 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
     return;
   }
   ActiveRun& active = run_it->second;
-  // Its holder no longer has a standby (the key may soon name another try of the instance).
-  // What waited on it was declined with it, and holds no slot either.
-  for (auto& [holder_key, holder] : active_tries_) {
-    if (holder.standby == key) holder.standby.reset();
-  }
+  ForgetStandby(key);
   if (at.task_try.id != 0) tries_to_delete_.push_back(at.task_try.id);
   ti->try_number -= 1;
   ti->queued_at.reset();
@@ -373,20 +465,18 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
 }
 
 void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now,
-                          bool handed_off) {
-  HandOver(at);
+                          bool handed_off, const TryEvent* read) {
   // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
-  // for a timeout has failed whatever it returned. Unless its downstream standby started: the
-  // executor saw it succeed before any stop reached it, and what started on that stands.
-  const bool success_started_standby = handed_off && at.standby_needs_success && exit_code == 0;
+  // for a timeout has failed whatever it returned. Unless the executor saw it succeed before
+  // any stop reached it and started work on that success (a standby): that stands.
+  const bool success_started_standby = StandbyTakesOver(at, exit_code, handed_off, now);
   bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill || success_started_standby);
   std::optional<std::string> output;
   std::string output_error;
-  if (success) {
-    if (Status s = ReadOutput(at.task_try.log_path, &output); !s.ok()) {
-      success = false;  // an unusable output fails the try, and retries apply
-      output_error = s.message();
-    }
+  if (success && read) {
+    output = read->output;
+    output_error = read->output_error;
+    success = output_error.empty();  // an unusable output fails the try, and retries apply
   }
   at.task_try.state = success ? TaskState::kSuccess : TaskState::kFailed;
   at.task_try.end_date = now;
@@ -402,10 +492,6 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   if (run_it == runs_.end()) return;
   ActiveRun& active = run_it->second;
   TaskInstance& ti = active.tis[at.ti_index];
-  if (at.task_try.start_date) {
-    const double ms = std::chrono::duration<double, std::milli>(now - *at.task_try.start_date).count();
-    active.typical_try_ms = active.typical_try_ms ? *active.typical_try_ms * 0.875 + ms * 0.125 : ms;
-  }
   ++metrics_.tries_finished;
   if (!success) ++metrics_.tries_failed;
   // Already decided elsewhere (the run timed out, a user cleared or marked it): only the try
@@ -604,8 +690,7 @@ void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
   }
   const bool was_active = from == TaskState::kQueued || from == TaskState::kRunning;
   const bool is_active = state == TaskState::kQueued || state == TaskState::kRunning;
-  // A standby leaving without a slot of its own gives none back.
-  if (was_active != is_active && !(was_active && active.slotless.erase(index))) {
+  if (was_active != is_active && !(was_active && LeavesWithoutASlot(active, index))) {
     CountSlot(active.run.dag_id, ti.pool, is_active ? 1 : -1);
   }
   if (from == TaskState::kScheduled) ready_.Remove(active.run.id, index);
@@ -772,30 +857,6 @@ bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Ta
   return true;
 }
 
-Status Scheduler::ReadOutput(const std::string& log_path, std::optional<std::string>* output) const {
-  constexpr size_t kMaxOutput = 64 * 1024;
-  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::OK();
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return Status::IOError("cannot read the output file: " + ec.message());
-  if (size > kMaxOutput) {
-    return Status::InvalidArgument("output is " + std::to_string(size) + " bytes; the limit is 64 KiB");
-  }
-  std::string text(size, '\0');
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    text.resize(std::fread(text.data(), 1, text.size(), f));
-    std::fclose(f);
-  }
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
-  try {
-    *output = json::parse(text).dump();
-  } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
-  }
-  return Status::OK();
-}
-
 void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
   // execution_timeout: stop the try; the executor reports it finished and it fails.
   for (auto& [key, at] : active_tries_) {
@@ -805,7 +866,7 @@ void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
     if (now - *at.task_try.start_date >= *task->execution_timeout) {
       at.cancel_reason = "execution_timeout " + FormatDuration(*task->execution_timeout) + " exceeded";
       spdlog::warn("{}: {}", key.ToString(), *at.cancel_reason);
-      executor_.Cancel(key);
+      Cancel(key);
     }
   }
   // dagrun_timeout: the run fails; what runs is stopped, what waits is skipped.
@@ -820,13 +881,12 @@ void Scheduler::FailRun(ActiveRun& active, const std::string& reason, TimePoint 
   for (auto& [key, at] : active_tries_) {
     if (at.run_pk != active.run.id) continue;
     if (!at.cancel_reason) at.cancel_reason = reason;
-    executor_.Cancel(key);
+    Cancel(key);
   }
   for (size_t i = 0; i < active.tis.size(); ++i) {
     TaskInstance& ti = active.tis[i];
     if (IsFinished(ti.state)) continue;
-    // A standby still waiting for its slot never started.
-    const bool started = (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) && !active.slotless.count(i);
+    const bool started = (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) && !WaitsForASlot(active, i);
     ti.end_date = now;
     ti.waiting_reason = reason;
     SetState(active, i, started ? TaskState::kFailed : TaskState::kSkipped);
@@ -845,13 +905,9 @@ Status Scheduler::CancelRun(int64_t run_pk, const std::string& reason) {
   auto it = runs_.find(run_pk);
   if (it == runs_.end()) return Status::NotFound("run is not active");
   finished_runs_.clear();
+  commands_.clear();
   FailRun(it->second, reason, clock_.Now());
-  Status s = store_.InTransaction([&] { return Persist(); });
-  for (const TaskSpec& spec : to_submit_) executor_.Submit(spec);  // the on_failure callback
-  to_submit_.clear();
-  for (int64_t pk : finished_runs_) runs_.erase(pk);
-  finished_runs_.clear();
-  return s;
+  return CommitAction();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -872,12 +928,12 @@ Result<ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::str
 Status Scheduler::CommitAction() {
   Status s = store_.InTransaction([&] { return Persist(); });
   if (!s.ok()) {
-    to_submit_.clear();
+    commands_.clear();
     finished_runs_.clear();
     if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
     return s;
   }
-  for (const TaskSpec& spec : std::exchange(to_submit_, {})) executor_.Submit(spec);
+  CarryOut(clock_.Now());
   for (int64_t pk : std::exchange(finished_runs_, {})) runs_.erase(pk);
   // Finished runs that an action only looked at need not stay in memory.
   for (auto it = runs_.begin(); it != runs_.end();) {
@@ -892,7 +948,7 @@ void Scheduler::StopTry(ActiveRun& active, size_t index, const std::string& reas
   auto it = active_tries_.find(key);
   if (it == active_tries_.end()) return;
   if (!it->second.cancel_reason) it->second.cancel_reason = reason;
-  executor_.Cancel(key);
+  Cancel(key);
 }
 
 Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
@@ -1021,7 +1077,7 @@ void Scheduler::EnforceWindows(TimePoint now) {
     at.cancel_reason = WindowClosedReason(*name, w->second, now);
     at.window_kill = true;
     spdlog::info("{}: {}; stopping it", key.ToString(), *at.cancel_reason);
-    executor_.Cancel(key);
+    Cancel(key);
   }
 }
 
@@ -1057,7 +1113,10 @@ void Scheduler::RunCallback(ActiveRun& active, const std::string& name, const st
   spec.cwd = std::filesystem::path(active.dag.file_path).parent_path().string();
   if (spec.cwd.empty()) spec.cwd = ".";
   spec.env["NIGHTSHIFT_RUN_STATE"] = std::string(ToString(active.run.state));
-  to_submit_.push_back(spec);
+  SchedulerCommand submit;
+  submit.kind = SchedulerCommand::Kind::kSubmit;
+  submit.spec = std::move(spec);
+  commands_.push_back(std::move(submit));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1172,7 +1231,12 @@ void Scheduler::Start(ActiveRun& active, size_t index, const Task& task, TimePoi
   TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   TaskSpec spec = MakeSpec(active, ti, at.task_try.log_path);
   // A cache hit finishes the instance at once (TryCache sets it success): nothing runs.
-  if (!task.cache.enabled || !TryCache(active, index, task, spec, at, now)) to_submit_.push_back(std::move(spec));
+  if (!task.cache.enabled || !TryCache(active, index, task, spec, at, now)) {
+    SchedulerCommand submit;
+    submit.kind = SchedulerCommand::Kind::kSubmit;
+    submit.spec = std::move(spec);
+    commands_.push_back(std::move(submit));
+  }
   active_tries_[key] = std::move(at);
 }
 
@@ -1192,15 +1256,14 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
   std::string missing;
   if (!CacheOutputsPresent(task.cache, spec.cwd, &missing)) return false;
   // A hit: the instance succeeds without running; its log says why and its output is reused.
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(spec.log_path).parent_path(), ec);
-  if (FILE* log = std::fopen(spec.log_path.c_str(), "w")) {
-    std::fprintf(log,
-                 "nightshift: cache hit, not run. Cache key %s equals the key of try %d of run %s, "
-                 "and every declared output exists.\n",
-                 key->c_str(), (*hit)->try_number, (*hit)->run_id.c_str());
-    std::fclose(log);
-  }
+  SchedulerCommand log;
+  log.kind = SchedulerCommand::Kind::kWriteFile;
+  log.key = spec.key;
+  log.path = spec.log_path;
+  log.content = "nightshift: cache hit, not run. Cache key " + *key + " equals the key of try " +
+                std::to_string((*hit)->try_number) + " of run " + (*hit)->run_id +
+                ", and every declared output exists.\n";
+  commands_.push_back(std::move(log));
   at.task_try.state = TaskState::kSuccess;
   at.task_try.start_date = now;
   at.task_try.end_date = now;
@@ -1309,13 +1372,15 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
       if (value->size() <= 120 * 1024) {
         spec.env[name] = *value;
       } else {
-        const std::string path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
-        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-        if (FILE* f = std::fopen(path.c_str(), "wb")) {
-          std::fwrite(value->data(), 1, value->size(), f);
-          std::fclose(f);
-        }
-        spec.env[name + "_FILE"] = path;
+        // Written after the commit, before the try is submitted.
+        SchedulerCommand write;
+        write.kind = SchedulerCommand::Kind::kWriteFile;
+        write.key = spec.key;
+        write.path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
+        write.content = std::move(*value);
+        write.needed_to_start = true;
+        spec.env[name + "_FILE"] = write.path;
+        commands_.push_back(std::move(write));
       }
     }
   }
@@ -1358,6 +1423,8 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
     if (t && (!next || *t < *next)) next = std::max(*t, now);
   };
   if (!submit_failures_.empty()) consider(now);
+  // A stop the executor refused is asked again, a second later rather than in a tight loop.
+  if (!cancels_to_retry_.empty()) consider(now + std::chrono::seconds(1));
   if (options_.create_scheduled_runs) {
     for (const auto& [dag_id, dag] : dags_) {
       auto paused = paused_.find(dag_id);
@@ -1394,7 +1461,9 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
     const Task* task = run_it->second.TaskOf(run_it->second.tis[at.ti_index]);
     if (!task) continue;
     if (auto w = WindowOf(run_it->second, *task)) windows_in_use.insert(*w);
-    if (task->execution_timeout && at.task_try.start_date) {
+    // A try already asked to stop needs no pass for its timeout (it would be due at once, again
+    // and again, until the try ends).
+    if (task->execution_timeout && at.task_try.start_date && !at.cancel_reason) {
       consider(*at.task_try.start_date + *task->execution_timeout);
     }
   }
