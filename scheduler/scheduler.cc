@@ -1244,7 +1244,14 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
                          TimePoint now) {
   TaskInstance& ti = active.tis[index];
   const bool bypass = cache_bypass_.erase(ti.id) > 0 || !options_.use_cache;
-  auto key = ComputeCacheKey(task.cache, spec);
+  // Its input files are written after the commit: their content is in this pass's commands.
+  // MakeSpec has just asked for them, last.
+  std::map<std::string, std::string_view> unwritten;
+  for (auto it = commands_.rbegin(); it != commands_.rend(); ++it) {
+    if (it->kind != SchedulerCommand::Kind::kWriteFile || it->key != spec.key) break;
+    unwritten[it->path] = it->content;
+  }
+  auto key = ComputeCacheKey(task.cache, spec, unwritten);
   if (!key.ok()) {
     spdlog::warn("{}: no cache key ({}); running it", spec.key.ToString(), key.status().message());
     return false;

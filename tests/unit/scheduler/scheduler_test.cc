@@ -502,7 +502,9 @@ TEST_F(SchedulerTest, ABigUpstreamOutputIsWrittenToAFileBeforeTheTryStarts) {
   Task up = MakeTask("up");
   up.map.kind = MapSpec::Kind::kItems;
   up.map.items = {"a", "b", "c"};
-  dag.tasks = {up, MakeTask("down", {"up"})};
+  Task down_task = MakeTask("down", {"up"});
+  down_task.cache.enabled = true;  // its key covers the file's content
+  dag.tasks = {up, down_task};
   AddDag(dag);
   Scheduler& s = Make();
   auto run = s.TriggerRun("big", std::nullopt, std::nullopt, "{}");
@@ -524,6 +526,10 @@ TEST_F(SchedulerTest, ABigUpstreamOutputIsWrittenToAFileBeforeTheTryStarts) {
   std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, "[" + item + "," + item + "," + item + "]");
+  // The key was computed in the pass that queued the try, before the file was written.
+  auto tries = store_->ListTries(Ti(run->id, "down").id);
+  ASSERT_EQ(tries->size(), 1u);
+  EXPECT_TRUE((*tries)[0].cache_key.has_value());
   EXPECT_EQ(RunStateOf(run->id), RunState::kRunning);
 }
 
