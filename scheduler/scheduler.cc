@@ -200,18 +200,8 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   const std::vector<TryEvent> events = ReadEvents();
 
   Status s = store_.InTransaction([&]() -> Status {
-    // Which DAGs are paused, read again only when the dags table may have changed: with many
-    // DAGs, reading them all on every pass would cost what the DAGs folder holds, not what
-    // changed.
-    auto version = store_.GetDagsVersion();
-    if (!version.ok()) return version.status();
-    if (paused_version_ != *version) {
-      auto dags = store_.ListDags();
-      if (!dags.ok()) return dags.status();
-      for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
-      paused_version_ = *version;
-    }
-
+    if (Status read = ReadStoreState(); !read.ok()) return read;
+    // Planning: from here to Persist, no file and no executor is touched.
     for (const TryEvent& event : events) HandleEvent(event, now);
     if (options_.create_scheduled_runs) {
       if (Status cs = CreateScheduledRuns(now); !cs.ok()) return cs;
@@ -256,6 +246,33 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   metrics_.pass_duration.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
   return NextWake(now);
+}
+
+Status Scheduler::ReadStoreState() {
+  // Which DAGs are paused, read again only when the dags table may have changed: with many
+  // DAGs, reading them all on every pass would cost what the DAGs folder holds, not what
+  // changed.
+  auto version = store_.GetDagsVersion();
+  if (!version.ok()) return version.status();
+  if (paused_version_ != *version) {
+    auto dags = store_.ListDags();
+    if (!dags.ok()) return dags.status();
+    for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
+    paused_version_ = *version;
+  }
+  if (!options_.create_scheduled_runs) return Status::OK();
+  // Where each schedule stands: its newest scheduled run, read once per DAG.
+  for (const auto& [dag_id, dag] : dags_) {
+    if (!dag.schedule || last_scheduled_.count(dag_id)) continue;
+    auto paused = paused_.find(dag_id);
+    if (paused == paused_.end() || paused->second) continue;
+    auto latest = store_.LatestRun(dag_id, "scheduled");
+    if (!latest.ok()) return latest.status();
+    std::optional<TimePoint> newest;
+    if (latest->has_value()) newest = (*latest)->logical_date;
+    last_scheduled_.emplace(dag_id, newest);
+  }
+  return Status::OK();
 }
 
 std::vector<TryEvent> Scheduler::ReadEvents() {
@@ -626,13 +643,7 @@ Status Scheduler::CreateScheduledRuns(TimePoint now) {
     auto paused = paused_.find(dag_id);
     if (paused == paused_.end() || paused->second) continue;  // unknown to the store yet, or paused
     auto last = last_scheduled_.find(dag_id);
-    if (last == last_scheduled_.end()) {
-      auto latest = store_.LatestRun(dag_id, "scheduled");
-      if (!latest.ok()) return latest.status();
-      std::optional<TimePoint> newest;
-      if (latest->has_value()) newest = (*latest)->logical_date;
-      last = last_scheduled_.emplace(dag_id, newest).first;
-    }
+    if (last == last_scheduled_.end()) continue;  // read by ReadStoreState
     for (const DataInterval& interval : DueIntervals(dag, last->second, now, options_.max_runs_created_per_pass)) {
       DagRun run;
       run.run_type = "scheduled";

@@ -180,6 +180,9 @@ class Scheduler {
   // The executor's events since the last pass (and the tries it refused), each with the output
   // file of a try that exited 0 read from disk: what the pass plans from.
   std::vector<TryEvent> ReadEvents();
+  // What planning needs from the store, read at the start of the pass's transaction: which
+  // DAGs are paused, and where each schedule stands (its newest scheduled run).
+  Status ReadStoreState();
   void HandleEvent(const TryEvent& event, TimePoint now);
   // `handed_off`: the executor started the try's standby as it ended, which it does only on a
   // success when the standby needs one, so that success stands even if a stop was on its way.
