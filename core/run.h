@@ -41,9 +41,11 @@ struct TaskInstance {
   int map_index = -1;  // -1: not mapped
   TaskState state = TaskState::kScheduled;
   int try_number = 0;  // tries started so far; the current or last try
-  // Tries it may use: retries + 1, plus one for each try a closing window stopped (those do
-  // not use up a retry).
+  // Tries it may use: retries + 1 (after a clear, plus the tries made before it).
   int max_tries = 1;
+  // Tries a closing batch window stopped: they do not use up a retry, so the instance may make
+  // max_tries + window_kills tries in all.
+  int window_kills = 0;
   std::optional<TimePoint> queued_at;
   std::optional<TimePoint> start_date;
   std::optional<TimePoint> end_date;
@@ -56,6 +58,9 @@ struct TaskInstance {
   std::optional<std::string> output;       // JSON text
   std::optional<std::string> waiting_reason;
   bool cached = false;
+
+  // The tries it may make in all: its budget and one more for each try a window stopped.
+  int TriesAllowed() const { return max_tries + window_kills; }
 };
 
 struct TaskTry {

@@ -6,8 +6,9 @@ namespace nightshift {
 namespace {
 
 constexpr std::array<std::string_view, 4> kRunStateNames = {"queued", "running", "success", "failed"};
-constexpr std::array<std::string_view, 8> kTaskStateNames = {
-    "scheduled", "queued", "running", "success", "failed", "up_for_retry", "upstream_failed", "skipped"};
+constexpr std::array<std::string_view, kTaskStateCount> kTaskStateNames = {"scheduled",    "queued",          "running",
+                                                               "success",      "failed",          "up_for_retry",
+                                                               "upstream_failed", "skipped",      "deferred"};
 
 template <typename State, size_t N>
 constexpr std::array<State, N> Enumerate() {
@@ -19,18 +20,28 @@ constexpr auto kAllRunStates = Enumerate<RunState, kRunStateNames.size()>();
 constexpr auto kAllTaskStates = Enumerate<TaskState, kTaskStateNames.size()>();
 
 using S = TaskState;
-// kTransitions[from][to]: the one table of legal task-instance transitions.
-//                                    sch    que    run    suc    fai    ufr    upf    ski
-constexpr bool kTransitions[8][8] = {
-    /* scheduled       */ {false, true,  false, true,  true,  false, true,  true},
-    /* queued          */ {true,  false, true,  true,  true,  true,  false, false},
-    /* running         */ {true,  false, false, true,  true,  true,  false, false},
-    /* success         */ {true,  false, false, false, true,  false, false, false},
-    /* failed          */ {true,  false, false, true,  false, false, false, false},
-    /* up_for_retry    */ {true,  true,  false, true,  true,  false, false, false},
-    /* upstream_failed */ {true,  false, false, true,  true,  false, false, false},
-    /* skipped         */ {true,  false, false, true,  true,  false, false, false},
+// kTransitions[from][to]: the one table of legal task-instance transitions. Every row but
+// `running` may go to success, failed (a user marks it) and back to scheduled (a user clears
+// it, a try that never started is undone, a closing window stops it).
+//  - queued -> skipped: a standby (docs/adr/0006) that never got its slot when its run fails.
+//  - running -> skipped: a try that exits with its task's skip_on_exit_code (contract part two).
+//  - up_for_retry -> skipped: the run fails (dagrun_timeout, cancelled, marked failed) while
+//    the task waits for its next try; like every waiting task it is skipped (Airflow does the
+//    same for the unfinished task instances of a timed-out run).
+//  - deferred: waits for something outside the DAG; then queued, failed or skipped.
+//                                    sch    que    run    suc    fai    ufr    upf    ski    def
+constexpr bool kTransitions[kTaskStateCount][kTaskStateCount] = {
+    /* scheduled       */ {false, true,  false, true,  true,  false, true,  true,  true},
+    /* queued          */ {true,  false, true,  true,  true,  true,  false, true,  false},
+    /* running         */ {true,  false, false, true,  true,  true,  false, true,  false},
+    /* success         */ {true,  false, false, false, true,  false, false, false, false},
+    /* failed          */ {true,  false, false, true,  false, false, false, false, false},
+    /* up_for_retry    */ {true,  true,  false, true,  true,  false, false, true,  false},
+    /* upstream_failed */ {true,  false, false, true,  true,  false, false, false, false},
+    /* skipped         */ {true,  false, false, true,  true,  false, false, false, false},
+    /* deferred        */ {true,  true,  false, true,  true,  false, false, true,  false},
 };
+static_assert(std::size(kTransitions) == kTaskStateNames.size());
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // environment (Airflow's names). The one table of legal task transitions lives in states.cc.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -20,7 +21,13 @@ enum class TaskState {
   kUpForRetry,
   kUpstreamFailed,
   kSkipped,
+  // Waits for something outside the DAG (contract part two: a sensor or an external event):
+  // scheduled -> deferred -> queued | failed | skipped. Nothing enters it yet, so the state
+  // CHECK of task_instances does not allow it; the migration that does comes with the code
+  // that defers a task.
+  kDeferred,
 };
+inline constexpr size_t kTaskStateCount = static_cast<size_t>(TaskState::kDeferred) + 1;
 
 std::string_view ToString(RunState state);
 std::string_view ToString(TaskState state);
@@ -36,7 +43,8 @@ bool IsFinished(RunState state);
 bool IsFinished(TaskState state);
 
 // Whether the scheduler may move a task instance from `from` to `to`. Clearing (back to
-// scheduled) and marking by a user are legal from every finished state.
+// scheduled) and marking by a user are legal from every finished state. Staying in a state is
+// not a transition (and not legal here): callers skip it.
 bool IsLegalTransition(TaskState from, TaskState to);
 
 }  // namespace nightshift

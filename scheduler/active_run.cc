@@ -153,11 +153,6 @@ size_t ActiveRun::AddInstance(TaskInstance ti) {
   return index;
 }
 
-void ActiveRun::EvaluateTaskLater(const std::string& task_id) {
-  auto node = nodes.find(task_id);
-  if (node != nodes.end()) tasks_to_evaluate.emplace(node->second.rank, task_id);
-}
-
 void ActiveRun::Recount(size_t index, TaskState from, TaskState to) {
   if (from == to) return;
   counts.Add(from, -1);

@@ -24,7 +24,7 @@ namespace nightshift {
 
 // Task instances tallied by state.
 struct StateCounts {
-  std::array<int, 8> by_state{};  // indexed by TaskState
+  std::array<int, kTaskStateCount> by_state{};  // indexed by TaskState
   int total = 0;
 
   void Add(TaskState state, int delta);
@@ -52,6 +52,9 @@ struct ActiveRun {
   DagRun run;
   Dag dag;  // the snapshot the run started with
   std::vector<TaskInstance> tis;
+  // The DAG's params with the run's conf over them (NIGHTSHIFT_PARAM_*), parsed from the conf
+  // once when the run is loaded.
+  std::map<std::string, std::string> params;
   std::unordered_map<std::string, TaskNode> nodes;  // task_id -> its node
   std::set<std::string> leaves;                     // tasks nothing depends on
   StateCounts counts;                               // every instance of the run
@@ -84,7 +87,6 @@ struct ActiveRun {
   // Moves instance `index` to `state`, keeping the counts, and asks for what it affects to be
   // evaluated: its downstream tasks, and itself when it waits again.
   void Recount(size_t index, TaskState from, TaskState to);
-  void EvaluateTaskLater(const std::string& task_id);
   // The counts of a task's upstream tasks, as `TaskNode::upstream` keeps them (for an unknown
   // task: nothing upstream).
   const UpstreamCounts& UpstreamOf(const std::string& task_id) const;

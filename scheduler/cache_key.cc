@@ -44,7 +44,8 @@ void Field(Sha256& h, std::string_view text) {
 
 }  // namespace
 
-Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec) {
+Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec,
+                                    const std::map<std::string, std::string_view>& unwritten) {
   Sha256 h;
   Field(h, "nightshift-cache-v1");
   Field(h, spec.command);
@@ -52,7 +53,14 @@ Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec
     if (RunSpecific(name)) continue;
     Field(h, name);
     if (name.starts_with("NIGHTSHIFT_INPUT_") && name.ends_with("_FILE")) {
-      auto content = HashFile(value);  // a large upstream output: its content, not its path
+      // A large upstream output: its content, not its path.
+      if (auto pending = unwritten.find(value); pending != unwritten.end()) {
+        Sha256 content;
+        content.Update(pending->second);
+        Field(h, content.HexDigest());
+        continue;
+      }
+      auto content = HashFile(value);
       if (!content.ok()) return content.status();
       Field(h, *content);
     } else {

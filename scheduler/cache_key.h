@@ -8,7 +8,9 @@
 // (they differ between runs by nature), the daemon's own environment, and modification times.
 #pragma once
 
+#include <map>
 #include <string>
+#include <string_view>
 
 #include "core/dag.h"
 #include "core/status.h"
@@ -17,7 +19,10 @@
 namespace nightshift {
 
 // Hex SHA-256 of what the try would run with. Input globs are relative to spec.cwd.
-Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec);
+// `unwritten`: the content of files the try will read that are written only once its pass is
+// committed (a big upstream output, NIGHTSHIFT_INPUT_<UP>_FILE), by path; hashed as if read.
+Result<std::string> ComputeCacheKey(const CacheSpec& cache, const TaskSpec& spec,
+                                    const std::map<std::string, std::string_view>& unwritten = {});
 
 // Whether every `outputs` path exists (relative to cwd); the first missing one in *missing.
 bool CacheOutputsPresent(const CacheSpec& cache, const std::string& cwd, std::string* missing);

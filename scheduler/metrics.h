@@ -35,6 +35,9 @@ struct SchedulerMetrics {
   uint64_t standbys_queued = 0;
   uint64_t standbys_started = 0;
   uint64_t standbys_declined = 0;
+  // Task-instance moves the transition table (core/states.cc) forbids, refused: always 0 unless
+  // the scheduler has a bug (the unit tests check it).
+  uint64_t illegal_transitions = 0;
   Histogram pass_duration;      // seconds per scheduler pass
   Histogram dispatch_latency;   // seconds from a task instance becoming ready to its process starting
   std::map<std::string, int> pool_used;  // queued + running tries per pool, after the last pass

@@ -40,7 +40,6 @@ class ReadyQueue {
   void Clear();
 
   const Queue& queue() const { return queue_; }
-  size_t size() const { return location_.size(); }
 
  private:
   Queue queue_;

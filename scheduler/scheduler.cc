@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "executor/task_protocol.h"
 #include "executor/try_journal.h"
 #include "scheduler/cache_key.h"
 #include "scheduler/dag_snapshot.h"
@@ -41,10 +42,58 @@ std::string WindowClosedReason(const std::string& name, const Window& window, Ti
   return "window " + name + " closed until " + (open ? FormatRfc3339In(*open, window.timezone()) : std::string("never"));
 }
 
+// The DAG's params with the trigger's conf over them, as the tasks' environment sees them.
+// Parsed once when a run is loaded or created, not for each try.
+std::map<std::string, std::string> RunParams(const Dag& dag, const std::string& conf_text) {
+  std::map<std::string, std::string> params = dag.params;
+  try {
+    json conf = json::parse(conf_text.empty() ? "{}" : conf_text);
+    if (conf.is_object()) {
+      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
+    }
+  } catch (const std::exception&) {
+    // conf was validated when the run was created; a damaged row adds nothing.
+  }
+  return params;
+}
+
 std::string DateInZone(TimePoint t, const std::string& timezone) {
   // FormatRfc3339In gives "YYYY-MM-DDTHH:MM:SS+hh:mm" in the zone; its first ten characters
   // are the local date.
   return FormatRfc3339In(t, timezone).substr(0, 10);
+}
+
+// Reads the JSON a successful try wrote to NIGHTSHIFT_OUTPUT; an error says why it is unusable.
+Status ReadOutput(const std::string& log_path, std::optional<std::string>* output) {
+  constexpr size_t kMaxOutput = 64 * 1024;
+  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::OK();
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return Status::IOError("cannot read the output file: " + ec.message());
+  if (size > kMaxOutput) {
+    return Status::InvalidArgument("output is " + std::to_string(size) + " bytes; the limit is 64 KiB");
+  }
+  std::string text(size, '\0');
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    text.resize(std::fread(text.data(), 1, text.size(), f));
+    std::fclose(f);
+  }
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
+  try {
+    *output = json::parse(text).dump();
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
+  }
+  return Status::OK();
+}
+
+// Writes a file a command asks for (its folder created as needed).
+Status WriteCommandFile(const std::string& path, const std::string& content) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return Status::IOError("cannot create the folder of " + path + ": " + ec.message());
+  return WriteFileAtomically(path, content, /*durable=*/false);
 }
 
 }  // namespace
@@ -72,6 +121,7 @@ Status Scheduler::LoadRun(const DagRun& run) {
   auto dag = RestoreDag(run.dag_snapshot);
   if (!dag.ok()) return dag.status();
   active.dag = std::move(*dag);
+  active.params = RunParams(active.dag, run.conf);
   auto tis = store_.ListTaskInstances(run.id);
   if (!tis.ok()) return tis.status();
   active.tis = std::move(*tis);
@@ -144,24 +194,15 @@ Status Scheduler::Recover() {
 Result<std::optional<TimePoint>> Scheduler::RunPass() {
   const TimePoint now = clock_.Now();
   const auto pass_start = std::chrono::steady_clock::now();
-  to_submit_.clear();
+  commands_.clear();
   finished_runs_.clear();
+  // What happened since the last pass, with the files it names read now: planning reads none.
+  const std::vector<TryEvent> events = ReadEvents();
 
   Status s = store_.InTransaction([&]() -> Status {
-    // Which DAGs are paused, read again only when the dags table may have changed: with many
-    // DAGs, reading them all on every pass would cost what the DAGs folder holds, not what
-    // changed.
-    auto version = store_.GetDagsVersion();
-    if (!version.ok()) return version.status();
-    if (paused_version_ != *version) {
-      auto dags = store_.ListDags();
-      if (!dags.ok()) return dags.status();
-      for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
-      paused_version_ = *version;
-    }
-
-    for (const ExecutorEvent& event : std::exchange(submit_failures_, {})) HandleEvent(event, now);
-    for (const ExecutorEvent& event : executor_.Drain()) HandleEvent(event, now);
+    if (Status read = ReadStoreState(); !read.ok()) return read;
+    // Planning: from here to Persist, no file and no executor is touched.
+    for (const TryEvent& event : events) HandleEvent(event, now);
     if (options_.create_scheduled_runs) {
       if (Status cs = CreateScheduledRuns(now); !cs.ok()) return cs;
     }
@@ -182,25 +223,13 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
     // The database did not take this pass. Nothing was started; reload what it does hold so
     // memory and disk agree again, and let the executor re-report live tries.
     spdlog::error("scheduler pass not committed, reloading state: {}", s.ToString());
-    to_submit_.clear();
+    commands_.clear();
     if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
     return s;
   }
 
   // Committed: now the queued tries may really start.
-  for (const TaskSpec& spec : to_submit_) {
-    if (Status submit = executor_.Submit(spec); !submit.ok()) {
-      // Handled as a failed try on the next pass, so the retry rules apply.
-      spdlog::error("cannot start {}: {}", spec.key.ToString(), submit.ToString());
-      ExecutorEvent failed;
-      failed.kind = ExecutorEvent::Kind::kLost;
-      failed.key = spec.key;
-      failed.reason = "cannot start: " + submit.message();
-      failed.at = now;
-      submit_failures_.push_back(failed);
-    }
-  }
-  to_submit_.clear();
+  CarryOut(now);
   for (int64_t run_pk : std::exchange(finished_runs_, {})) {
     auto it = runs_.find(run_pk);
     if (it == runs_.end()) continue;
@@ -217,6 +246,105 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
   metrics_.pass_duration.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_start).count());
   return NextWake(now);
+}
+
+Status Scheduler::ReadStoreState() {
+  // Which DAGs are paused, read again only when the dags table may have changed: with many
+  // DAGs, reading them all on every pass would cost what the DAGs folder holds, not what
+  // changed.
+  auto version = store_.GetDagsVersion();
+  if (!version.ok()) return version.status();
+  if (paused_version_ != *version) {
+    auto dags = store_.ListDags();
+    if (!dags.ok()) return dags.status();
+    for (const DagRecord& d : *dags) paused_[d.dag_id] = d.is_paused;
+    paused_version_ = *version;
+  }
+  if (!options_.create_scheduled_runs) return Status::OK();
+  // Where each schedule stands: its newest scheduled run, read once per DAG.
+  for (const auto& [dag_id, dag] : dags_) {
+    if (!dag.schedule || last_scheduled_.count(dag_id)) continue;
+    auto paused = paused_.find(dag_id);
+    if (paused == paused_.end() || paused->second) continue;
+    auto latest = store_.LatestRun(dag_id, "scheduled");
+    if (!latest.ok()) return latest.status();
+    std::optional<TimePoint> newest;
+    if (latest->has_value()) newest = (*latest)->logical_date;
+    last_scheduled_.emplace(dag_id, newest);
+  }
+  return Status::OK();
+}
+
+std::vector<TryEvent> Scheduler::ReadEvents() {
+  std::vector<TryEvent> events;
+  for (ExecutorEvent& event : std::exchange(submit_failures_, {})) events.push_back(TryEvent{std::move(event), {}, {}});
+  for (ExecutorEvent& event : executor_.Drain()) {
+    TryEvent& read = events.emplace_back(TryEvent{std::move(event), {}, {}});
+    if (read.event.kind != ExecutorEvent::Kind::kFinished || read.event.exit_code.value_or(-1) != 0) continue;
+    auto it = active_tries_.find(read.event.key);
+    if (it == active_tries_.end()) continue;
+    if (Status s = ReadOutput(it->second.task_try.log_path, &read.output); !s.ok()) {
+      read.output.reset();
+      read.output_error = s.message();
+    }
+  }
+  return events;
+}
+
+void Scheduler::Cancel(const TaskInstanceKey& key) {
+  SchedulerCommand command;
+  command.kind = SchedulerCommand::Kind::kCancel;
+  command.key = key;
+  commands_.push_back(std::move(command));
+}
+
+void Scheduler::CarryOut(TimePoint now) {
+  // A stop the executor refused before is asked again while the try is still ours.
+  for (auto it = cancels_to_retry_.begin(); it != cancels_to_retry_.end();) {
+    if (active_tries_.count(*it)) Cancel(*it);
+    it = cancels_to_retry_.erase(it);
+  }
+  std::map<TaskInstanceKey, std::string> unstartable;  // tries whose input file was not written
+  for (SchedulerCommand& command : std::exchange(commands_, {})) {
+    switch (command.kind) {
+      case SchedulerCommand::Kind::kWriteFile: {
+        if (Status w = WriteCommandFile(command.path, command.content); !w.ok()) {
+          spdlog::error("{}: {}", command.key.ToString(), w.ToString());
+          if (command.needed_to_start) unstartable[command.key] = w.message();
+        }
+        break;
+      }
+      case SchedulerCommand::Kind::kSubmit: {
+        Status submit = Status::OK();
+        if (auto it = unstartable.find(command.spec.key); it != unstartable.end()) {
+          submit = Status::IOError(it->second);
+        } else {
+          submit = executor_.Submit(command.spec);
+        }
+        if (submit.ok()) break;
+        spdlog::error("cannot start {}: {}", command.spec.key.ToString(), submit.ToString());
+        // A callback has no try; a task's try is handled as failed on the next pass, so the
+        // retry rules apply.
+        if (!active_tries_.count(command.spec.key)) break;
+        ExecutorEvent failed;
+        failed.kind = ExecutorEvent::Kind::kLost;
+        failed.key = command.spec.key;
+        failed.reason = "cannot start: " + submit.message();
+        failed.at = now;
+        submit_failures_.push_back(std::move(failed));
+        break;
+      }
+      case SchedulerCommand::Kind::kCancel:
+        if (Status c = executor_.Cancel(command.key); !c.ok()) {
+          spdlog::warn("cannot stop {} yet: {}", command.key.ToString(), c.ToString());
+          cancels_to_retry_.insert(command.key);
+        }
+        break;
+      case SchedulerCommand::Kind::kWithdraw:
+        executor_.Withdraw(command.key);
+        break;
+    }
+  }
 }
 
 Status Scheduler::Persist() {
@@ -256,7 +384,8 @@ Status Scheduler::Persist() {
 // ---------------------------------------------------------------------------------------------
 // Executor events
 
-void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
+void Scheduler::HandleEvent(const TryEvent& read, TimePoint now) {
+  const ExecutorEvent& event = read.event;
   auto it = active_tries_.find(event.key);
   if (it == active_tries_.end()) return;  // a callback, or a try already closed
   ActiveTry& at = it->second;
@@ -271,7 +400,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       if (run_it == runs_.end()) return;
       TaskInstance& ti = run_it->second.tis[at.ti_index];
       ++metrics_.tries_started;
-      if (at.sent_as_standby) ++metrics_.standbys_started;
+      StandbyStarted(at);
       if (auto ready = ready_since_.find(ti.id); ready != ready_since_.end()) {
         metrics_.dispatch_latency.Observe(
             std::max(0.0, std::chrono::duration<double>(at.task_try.start_date.value_or(now) - ready->second).count()));
@@ -309,7 +438,7 @@ void Scheduler::HandleEvent(const ExecutorEvent& event, TimePoint now) {
       TimePoint ended = now;
       if (event.at.time_since_epoch().count() != 0 && event.at < now) ended = event.at;
       if (at.task_try.start_date && ended < *at.task_try.start_date) ended = *at.task_try.start_date;
-      FinishTry(at, event.exit_code.value_or(-1), event.reason, ended, event.handed_off);
+      FinishTry(at, event.exit_code.value_or(-1), event.reason, ended, event.handed_off, &read);
       return;
     }
     case ExecutorEvent::Kind::kDeclined:
@@ -342,11 +471,7 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
     return;
   }
   ActiveRun& active = run_it->second;
-  // Its holder no longer has a standby (the key may soon name another try of the instance).
-  // What waited on it was declined with it, and holds no slot either.
-  for (auto& [holder_key, holder] : active_tries_) {
-    if (holder.standby == key) holder.standby.reset();
-  }
+  ForgetStandby(key);
   if (at.task_try.id != 0) tries_to_delete_.push_back(at.task_try.id);
   ti->try_number -= 1;
   ti->queued_at.reset();
@@ -357,20 +482,18 @@ void Scheduler::Undo(const TaskInstanceKey& key, const std::string& reason, Time
 }
 
 void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reason, TimePoint now,
-                          bool handed_off) {
-  HandOver(at);
+                          bool handed_off, const TryEvent* read) {
   // A try that exits 0 did its work, even if a closing window asked it to stop; one stopped
-  // for a timeout has failed whatever it returned. Unless its downstream standby started: the
-  // executor saw it succeed before any stop reached it, and what started on that stands.
-  const bool success_started_standby = handed_off && at.standby_needs_success && exit_code == 0;
+  // for a timeout has failed whatever it returned. Unless the executor saw it succeed before
+  // any stop reached it and started work on that success (a standby): that stands.
+  const bool success_started_standby = StandbyTakesOver(at, exit_code, handed_off, now);
   bool success = exit_code == 0 && (!at.cancel_reason || at.window_kill || success_started_standby);
   std::optional<std::string> output;
   std::string output_error;
-  if (success) {
-    if (Status s = ReadOutput(at.task_try.log_path, &output); !s.ok()) {
-      success = false;  // an unusable output fails the try, and retries apply
-      output_error = s.message();
-    }
+  if (success && read) {
+    output = read->output;
+    output_error = read->output_error;
+    success = output_error.empty();  // an unusable output fails the try, and retries apply
   }
   at.task_try.state = success ? TaskState::kSuccess : TaskState::kFailed;
   at.task_try.end_date = now;
@@ -386,10 +509,6 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   if (run_it == runs_.end()) return;
   ActiveRun& active = run_it->second;
   TaskInstance& ti = active.tis[at.ti_index];
-  if (at.task_try.start_date) {
-    const double ms = std::chrono::duration<double, std::milli>(now - *at.task_try.start_date).count();
-    active.typical_try_ms = active.typical_try_ms ? *active.typical_try_ms * 0.875 + ms * 0.125 : ms;
-  }
   ++metrics_.tries_finished;
   if (!success) ++metrics_.tries_failed;
   // Already decided elsewhere (the run timed out, a user cleared or marked it): only the try
@@ -412,7 +531,7 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
   if (at.window_kill) {
     // Stopped because its window closed: back to the queue for the next opening, and the
     // stopped try does not count against retries.
-    ti.max_tries += 1;
+    ti.window_kills += 1;
     ti.waiting_reason = *at.cancel_reason;
     SetState(active, at.ti_index, TaskState::kScheduled);
     return;
@@ -423,8 +542,10 @@ void Scheduler::FinishTry(ActiveTry& at, int exit_code, const std::string& reaso
                                at.task_try.try_number}
                    .ToString(),
                *at.task_try.reason);
-  if (task && ti.try_number < ti.max_tries) {
-    ti.next_retry_at = now + RetryDelay(*task, ti.try_number - (ti.max_tries - 1 - task->retries));
+  if (task && ti.try_number < ti.TriesAllowed()) {
+    // Which retry this is: window kills and the tries before a clear do not count.
+    const int retry = ti.try_number - ti.window_kills - (ti.max_tries - 1 - task->retries);
+    ti.next_retry_at = now + RetryDelay(*task, retry);
     ti.waiting_reason = "retry " + std::to_string(ti.try_number + 1) + " at " + FormatRfc3339(*ti.next_retry_at);
     SetState(active, at.ti_index, TaskState::kUpForRetry);
   } else {
@@ -484,6 +605,7 @@ Status Scheduler::CreateRun(const Dag& dag, DagRun run, const std::vector<std::s
   ActiveRun active;
   active.run = run;
   active.dag = std::move(snapshot);
+  active.params = RunParams(active.dag, run.conf);
   active.tis = std::move(tis);
   active.Index();
   runs_[run.id] = std::move(active);
@@ -521,13 +643,7 @@ Status Scheduler::CreateScheduledRuns(TimePoint now) {
     auto paused = paused_.find(dag_id);
     if (paused == paused_.end() || paused->second) continue;  // unknown to the store yet, or paused
     auto last = last_scheduled_.find(dag_id);
-    if (last == last_scheduled_.end()) {
-      auto latest = store_.LatestRun(dag_id, "scheduled");
-      if (!latest.ok()) return latest.status();
-      std::optional<TimePoint> newest;
-      if (latest->has_value()) newest = (*latest)->logical_date;
-      last = last_scheduled_.emplace(dag_id, newest).first;
-    }
+    if (last == last_scheduled_.end()) continue;  // read by ReadStoreState
     for (const DataInterval& interval : DueIntervals(dag, last->second, now, options_.max_runs_created_per_pass)) {
       DagRun run;
       run.run_type = "scheduled";
@@ -575,10 +691,17 @@ void Scheduler::SetState(ActiveRun& active, size_t index, TaskState state) {
   active.dirty.insert(index);
   const TaskState from = ti.state;
   if (from == state) return;
+  if (!IsLegalTransition(from, state)) {
+    // A bug in the scheduler, not something a user can cause: refused, so the database never
+    // holds a state the table does not lead to; the tests fail on the count.
+    ++metrics_.illegal_transitions;
+    spdlog::error("{}/{}: illegal transition of {}[{}] from {} to {} refused", active.run.dag_id, active.run.run_id,
+                  ti.task_id, ti.map_index, ToString(from), ToString(state));
+    return;
+  }
   const bool was_active = from == TaskState::kQueued || from == TaskState::kRunning;
   const bool is_active = state == TaskState::kQueued || state == TaskState::kRunning;
-  // A standby leaving without a slot of its own gives none back.
-  if (was_active != is_active && !(was_active && active.slotless.erase(index))) {
+  if (was_active != is_active && !(was_active && LeavesWithoutASlot(active, index))) {
     CountSlot(active.run.dag_id, ti.pool, is_active ? 1 : -1);
   }
   if (from == TaskState::kScheduled) ready_.Remove(active.run.id, index);
@@ -745,30 +868,6 @@ bool Scheduler::ExpandFromOutput(ActiveRun& active, size_t placeholder, const Ta
   return true;
 }
 
-Status Scheduler::ReadOutput(const std::string& log_path, std::optional<std::string>* output) const {
-  constexpr size_t kMaxOutput = 64 * 1024;
-  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::OK();
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return Status::IOError("cannot read the output file: " + ec.message());
-  if (size > kMaxOutput) {
-    return Status::InvalidArgument("output is " + std::to_string(size) + " bytes; the limit is 64 KiB");
-  }
-  std::string text(size, '\0');
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    text.resize(std::fread(text.data(), 1, text.size(), f));
-    std::fclose(f);
-  }
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
-  try {
-    *output = json::parse(text).dump();
-  } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
-  }
-  return Status::OK();
-}
-
 void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
   // execution_timeout: stop the try; the executor reports it finished and it fails.
   for (auto& [key, at] : active_tries_) {
@@ -778,7 +877,7 @@ void Scheduler::EnforceTimeouts(ActiveRun& active, TimePoint now) {
     if (now - *at.task_try.start_date >= *task->execution_timeout) {
       at.cancel_reason = "execution_timeout " + FormatDuration(*task->execution_timeout) + " exceeded";
       spdlog::warn("{}: {}", key.ToString(), *at.cancel_reason);
-      executor_.Cancel(key);
+      Cancel(key);
     }
   }
   // dagrun_timeout: the run fails; what runs is stopped, what waits is skipped.
@@ -793,13 +892,12 @@ void Scheduler::FailRun(ActiveRun& active, const std::string& reason, TimePoint 
   for (auto& [key, at] : active_tries_) {
     if (at.run_pk != active.run.id) continue;
     if (!at.cancel_reason) at.cancel_reason = reason;
-    executor_.Cancel(key);
+    Cancel(key);
   }
   for (size_t i = 0; i < active.tis.size(); ++i) {
     TaskInstance& ti = active.tis[i];
     if (IsFinished(ti.state)) continue;
-    // A standby still waiting for its slot never started.
-    const bool started = (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) && !active.slotless.count(i);
+    const bool started = (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) && !WaitsForASlot(active, i);
     ti.end_date = now;
     ti.waiting_reason = reason;
     SetState(active, i, started ? TaskState::kFailed : TaskState::kSkipped);
@@ -818,13 +916,9 @@ Status Scheduler::CancelRun(int64_t run_pk, const std::string& reason) {
   auto it = runs_.find(run_pk);
   if (it == runs_.end()) return Status::NotFound("run is not active");
   finished_runs_.clear();
+  commands_.clear();
   FailRun(it->second, reason, clock_.Now());
-  Status s = store_.InTransaction([&] { return Persist(); });
-  for (const TaskSpec& spec : to_submit_) executor_.Submit(spec);  // the on_failure callback
-  to_submit_.clear();
-  for (int64_t pk : finished_runs_) runs_.erase(pk);
-  finished_runs_.clear();
-  return s;
+  return CommitAction();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -845,12 +939,12 @@ Result<ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::str
 Status Scheduler::CommitAction() {
   Status s = store_.InTransaction([&] { return Persist(); });
   if (!s.ok()) {
-    to_submit_.clear();
+    commands_.clear();
     finished_runs_.clear();
     if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
     return s;
   }
-  for (const TaskSpec& spec : std::exchange(to_submit_, {})) executor_.Submit(spec);
+  CarryOut(clock_.Now());
   for (int64_t pk : std::exchange(finished_runs_, {})) runs_.erase(pk);
   // Finished runs that an action only looked at need not stay in memory.
   for (auto it = runs_.begin(); it != runs_.end();) {
@@ -865,7 +959,7 @@ void Scheduler::StopTry(ActiveRun& active, size_t index, const std::string& reas
   auto it = active_tries_.find(key);
   if (it == active_tries_.end()) return;
   if (!it->second.cancel_reason) it->second.cancel_reason = reason;
-  executor_.Cancel(key);
+  Cancel(key);
 }
 
 Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id, const std::string& task_id,
@@ -885,6 +979,7 @@ Status Scheduler::ClearTask(const std::string& dag_id, const std::string& run_id
       if (ti.state == TaskState::kQueued || ti.state == TaskState::kRunning) StopTry(active, i, "cleared");
       SetState(active, i, TaskState::kScheduled);
       ti.max_tries = ti.try_number + (task ? task->retries : 0) + 1;
+      ti.window_kills = 0;
       cache_bypass_.insert(ti.id);  // a user asked for it to run again
       ti.start_date.reset();
       ti.end_date.reset();
@@ -993,7 +1088,7 @@ void Scheduler::EnforceWindows(TimePoint now) {
     at.cancel_reason = WindowClosedReason(*name, w->second, now);
     at.window_kill = true;
     spdlog::info("{}: {}; stopping it", key.ToString(), *at.cancel_reason);
-    executor_.Cancel(key);
+    Cancel(key);
   }
 }
 
@@ -1029,7 +1124,10 @@ void Scheduler::RunCallback(ActiveRun& active, const std::string& name, const st
   spec.cwd = std::filesystem::path(active.dag.file_path).parent_path().string();
   if (spec.cwd.empty()) spec.cwd = ".";
   spec.env["NIGHTSHIFT_RUN_STATE"] = std::string(ToString(active.run.state));
-  to_submit_.push_back(spec);
+  SchedulerCommand submit;
+  submit.kind = SchedulerCommand::Kind::kSubmit;
+  submit.spec = std::move(spec);
+  commands_.push_back(std::move(submit));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1144,7 +1242,12 @@ void Scheduler::Start(ActiveRun& active, size_t index, const Task& task, TimePoi
   TaskInstanceKey key{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   TaskSpec spec = MakeSpec(active, ti, at.task_try.log_path);
   // A cache hit finishes the instance at once (TryCache sets it success): nothing runs.
-  if (!task.cache.enabled || !TryCache(active, index, task, spec, at, now)) to_submit_.push_back(std::move(spec));
+  if (!task.cache.enabled || !TryCache(active, index, task, spec, at, now)) {
+    SchedulerCommand submit;
+    submit.kind = SchedulerCommand::Kind::kSubmit;
+    submit.spec = std::move(spec);
+    commands_.push_back(std::move(submit));
+  }
   active_tries_[key] = std::move(at);
 }
 
@@ -1152,7 +1255,14 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
                          TimePoint now) {
   TaskInstance& ti = active.tis[index];
   const bool bypass = cache_bypass_.erase(ti.id) > 0 || !options_.use_cache;
-  auto key = ComputeCacheKey(task.cache, spec);
+  // Its input files are written after the commit: their content is in this pass's commands.
+  // MakeSpec has just asked for them, last.
+  std::map<std::string, std::string_view> unwritten;
+  for (auto it = commands_.rbegin(); it != commands_.rend(); ++it) {
+    if (it->kind != SchedulerCommand::Kind::kWriteFile || it->key != spec.key) break;
+    unwritten[it->path] = it->content;
+  }
+  auto key = ComputeCacheKey(task.cache, spec, unwritten);
   if (!key.ok()) {
     spdlog::warn("{}: no cache key ({}); running it", spec.key.ToString(), key.status().message());
     return false;
@@ -1164,15 +1274,14 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
   std::string missing;
   if (!CacheOutputsPresent(task.cache, spec.cwd, &missing)) return false;
   // A hit: the instance succeeds without running; its log says why and its output is reused.
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(spec.log_path).parent_path(), ec);
-  if (FILE* log = std::fopen(spec.log_path.c_str(), "w")) {
-    std::fprintf(log,
-                 "nightshift: cache hit, not run. Cache key %s equals the key of try %d of run %s, "
-                 "and every declared output exists.\n",
-                 key->c_str(), (*hit)->try_number, (*hit)->run_id.c_str());
-    std::fclose(log);
-  }
+  SchedulerCommand log;
+  log.kind = SchedulerCommand::Kind::kWriteFile;
+  log.key = spec.key;
+  log.path = spec.log_path;
+  log.content = "nightshift: cache hit, not run. Cache key " + *key + " equals the key of try " +
+                std::to_string((*hit)->try_number) + " of run " + (*hit)->run_id +
+                ", and every declared output exists.\n";
+  commands_.push_back(std::move(log));
   at.task_try.state = TaskState::kSuccess;
   at.task_try.start_date = now;
   at.task_try.end_date = now;
@@ -1230,16 +1339,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
     for (const auto& [k, v] : task->env) spec.env[k] = v;
   }
   // Params, then the trigger's conf over them; they reach the task only as variables.
-  std::map<std::string, std::string> params = active.dag.params;
-  try {
-    json conf = json::parse(active.run.conf.empty() ? "{}" : active.run.conf);
-    if (conf.is_object()) {
-      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
-    }
-  } catch (const std::exception&) {
-    // conf was validated when the run was created; a damaged row adds nothing.
-  }
-  for (const auto& [k, v] : params) spec.env["NIGHTSHIFT_PARAM_" + UpperEnvName(k)] = v;
+  for (const auto& [k, v] : active.params) spec.env["NIGHTSHIFT_PARAM_" + UpperEnvName(k)] = v;
   spec.env["NIGHTSHIFT_DAG_ID"] = active.run.dag_id;
   spec.env["NIGHTSHIFT_RUN_ID"] = active.run.run_id;
   spec.env["NIGHTSHIFT_TASK_ID"] = ti.task_id;
@@ -1290,13 +1390,15 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
       if (value->size() <= 120 * 1024) {
         spec.env[name] = *value;
       } else {
-        const std::string path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
-        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-        if (FILE* f = std::fopen(path.c_str(), "wb")) {
-          std::fwrite(value->data(), 1, value->size(), f);
-          std::fclose(f);
-        }
-        spec.env[name + "_FILE"] = path;
+        // Written after the commit, before the try is submitted.
+        SchedulerCommand write;
+        write.kind = SchedulerCommand::Kind::kWriteFile;
+        write.key = spec.key;
+        write.path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
+        write.content = std::move(*value);
+        write.needed_to_start = true;
+        spec.env[name + "_FILE"] = write.path;
+        commands_.push_back(std::move(write));
       }
     }
   }
@@ -1339,6 +1441,8 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
     if (t && (!next || *t < *next)) next = std::max(*t, now);
   };
   if (!submit_failures_.empty()) consider(now);
+  // A stop the executor refused is asked again, a second later rather than in a tight loop.
+  if (!cancels_to_retry_.empty()) consider(now + std::chrono::seconds(1));
   if (options_.create_scheduled_runs) {
     for (const auto& [dag_id, dag] : dags_) {
       auto paused = paused_.find(dag_id);
@@ -1375,7 +1479,9 @@ std::optional<TimePoint> Scheduler::NextWake(TimePoint now) const {
     const Task* task = run_it->second.TaskOf(run_it->second.tis[at.ti_index]);
     if (!task) continue;
     if (auto w = WindowOf(run_it->second, *task)) windows_in_use.insert(*w);
-    if (task->execution_timeout && at.task_try.start_date) {
+    // A try already asked to stop needs no pass for its timeout (it would be due at once, again
+    // and again, until the try ends).
+    if (task->execution_timeout && at.task_try.start_date && !at.cancel_reason) {
       consider(*at.task_try.start_date + *task->execution_timeout);
     }
   }

@@ -53,6 +53,34 @@ struct RunProgress {
   static RunProgress Of(std::span<const TaskInstance> task_instances);
 };
 
+// What a pass asks of the world, carried out by Scheduler::CarryOut only after the pass's
+// state changes are committed (docs/adr/0007-planner-and-driver.md). A command is never the
+// only record of anything: what must survive a crash is a state change in the same commit.
+struct SchedulerCommand {
+  enum class Kind {
+    kSubmit,     // start `spec` (or, with spec.after, hand it over as a standby)
+    kCancel,     // stop the try `key`; its end comes back as an event
+    kWithdraw,   // decline the standby `key` if it has not started
+    kWriteFile,  // write `content` to `path` (an input file, a cache hit's log)
+  };
+  Kind kind = Kind::kSubmit;
+  TaskSpec spec;            // kSubmit
+  TaskInstanceKey key;      // kCancel, kWithdraw; kWriteFile: the try that reads the file
+  std::string path;         // kWriteFile
+  std::string content;      // kWriteFile
+  bool needed_to_start = false;  // kWriteFile: the try `key` cannot start without it
+};
+
+// An executor event with what the scheduler needs from disk for it, read before the pass plans
+// (by the driver, so that planning reads no file).
+struct TryEvent {
+  ExecutorEvent event;
+  // A try that exited 0: the JSON it wrote to NIGHTSHIFT_OUTPUT (nullopt: none), or why that
+  // output is unusable (which fails the try).
+  std::optional<std::string> output;
+  std::string output_error;
+};
+
 class Scheduler {
  public:
   // `dags` is the set of DAGs that schedules are read from (the registry's map, or one DAG for
@@ -130,6 +158,12 @@ class Scheduler {
   Status CommitAction();
   // Stops the try of a queued or running task instance (the try fails with `reason`).
   void StopTry(ActiveRun& active, size_t index, const std::string& reason);
+  // Asks the executor to stop a try, after the commit.
+  void Cancel(const TaskInstanceKey& key);
+  // Carries out the commands of a committed pass or action, in order, and looks at every
+  // Status: a try that cannot start becomes an event of the next pass (it fails, and its
+  // retries apply); a stop that the executor refused is tried again by the next pass.
+  void CarryOut(TimePoint now);
   // Every change of a task instance's state goes through here: it keeps the run's counts,
   // the running totals, the ready queue and the retry timers right.
   void SetState(ActiveRun& active, size_t index, TaskState state);
@@ -143,11 +177,18 @@ class Scheduler {
   void MakeReady(ActiveRun& active, size_t index, TimePoint now);
   // Where an instance stands in the ready queue's order.
   static ReadyEntry EntryFor(const ActiveRun& active, size_t index);
-  void HandleEvent(const ExecutorEvent& event, TimePoint now);
+  // The executor's events since the last pass (and the tries it refused), each with the output
+  // file of a try that exited 0 read from disk: what the pass plans from.
+  std::vector<TryEvent> ReadEvents();
+  // What planning needs from the store, read at the start of the pass's transaction: which
+  // DAGs are paused, and where each schedule stands (its newest scheduled run).
+  Status ReadStoreState();
+  void HandleEvent(const TryEvent& event, TimePoint now);
   // `handed_off`: the executor started the try's standby as it ended, which it does only on a
   // success when the standby needs one, so that success stands even if a stop was on its way.
+  // `read`: the event with the try's output, for a try that exited 0.
   void FinishTry(ActiveTry& active_try, int exit_code, const std::string& reason, TimePoint now,
-                 bool handed_off = false);
+                 bool handed_off = false, const TryEvent* read = nullptr);
   // A try that never started is undone: its instance waits again and the try number is used
   // again (a declined standby; a try the daemon queued just before it died). An instance that
   // was decided meanwhile (a user, the run's end) keeps its state; the try is recorded failed.
@@ -155,7 +196,20 @@ class Scheduler {
 
   // Standbys (scheduler/standbys.cc, docs/adr/0006): a try the executor starts in the slot of
   // another the moment that one ends, so a slot does not sit idle for a scheduler round trip.
+  // The rest of the scheduler treats a standby as any queued try and sees them only through
+  // AssignStandbys (the end of Dispatch) and these hooks.
   void AssignStandbys(TimePoint now);
+  // The try started (for the standbys_started metric).
+  void StandbyStarted(const ActiveTry& active_try);
+  // The try ended: its standby, if still waiting, holds the slot now. True when the executor
+  // started a standby that needed this try's success (`handed_off`), so that success stands.
+  bool StandbyTakesOver(ActiveTry& active_try, int exit_code, bool handed_off, TimePoint now);
+  // The try `key` never started (declined or undone): its holder no longer has a standby.
+  void ForgetStandby(const TaskInstanceKey& key);
+  // Whether the queued try of an instance waits for another try's slot (it holds none).
+  bool WaitsForASlot(const ActiveRun& active, size_t index) const;
+  // The instance leaves queued or running: true when it held no slot to give back.
+  bool LeavesWithoutASlot(ActiveRun& active, size_t index);
   // The instance that may wait in the slot of `holder`, if any: a downstream task whose last
   // unfinished upstream is the holder, else the head of the ready queue.
   struct StandbyPick {
@@ -164,8 +218,6 @@ class Scheduler {
     bool needs_success = false;
   };
   std::optional<StandbyPick> StandbyFor(const ActiveTry& holder, const TaskInstanceKey& holder_key);
-  // The holder's try ended: its standby, if still waiting, holds the slot now.
-  void HandOver(ActiveTry& holder);
   // How many tries may wait, one behind the other, in the slot of a try of this run.
   int MaxStandbyDepth(int64_t run_pk) const;
   // Whether an instance may be a standby at all (plain task, no window, no cache).
@@ -182,8 +234,6 @@ class Scheduler {
   bool ExpandFromOutput(ActiveRun& active, size_t placeholder, const Task& task, TimePoint now);
   // The `from` items of a task, parsed from its upstream's output (cached per run).
   const std::vector<std::string>* FromItems(ActiveRun& active, const Task& task);
-  // Reads the JSON a successful try wrote to NIGHTSHIFT_OUTPUT; an error says why it is unusable.
-  Status ReadOutput(const std::string& log_path, std::optional<std::string>* output) const;
   void EnforceTimeouts(ActiveRun& active, TimePoint now);
   void EnforceWindows(TimePoint now);
   void FailRun(ActiveRun& active, const std::string& reason, TimePoint now);
@@ -213,8 +263,9 @@ class Scheduler {
 
   std::map<int64_t, ActiveRun> runs_;  // unfinished runs by run_pk
   std::map<TaskInstanceKey, ActiveTry> active_tries_;
-  std::vector<TaskSpec> to_submit_;    // queued this pass; submitted after the commit
+  std::vector<SchedulerCommand> commands_;  // asked for this pass; carried out after the commit
   std::vector<ExecutorEvent> submit_failures_;  // tries the executor refused; handled next pass
+  std::set<TaskInstanceKey> cancels_to_retry_;  // stops the executor refused; asked again next pass
   std::vector<int64_t> finished_runs_;  // unloaded after the commit
   std::vector<int64_t> tries_to_delete_;  // undone tries, deleted by the next Persist
   ReadyQueue ready_;

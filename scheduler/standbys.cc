@@ -1,7 +1,8 @@
-// Standbys (docs/adr/0006). A slot that frees up used to sit idle for a whole round trip: the
-// supervisor saw the try end, told the daemon, the daemon ran a pass, committed it and sent the
-// next try back. Now each try that holds a slot may have one standby, handed to the executor
-// ahead of time, which the supervisor starts in that slot the moment the holder ends:
+// Standbys (docs/adr/0006), the one place the scheduler decides about them. Without them a slot
+// that frees up sits idle for a whole round trip (the supervisor sees the try end, tells the
+// daemon, the daemon runs a pass, commits it and sends the next try back). So each try that
+// holds a slot may have one standby, handed to the executor ahead of time, which the supervisor
+// starts in that slot the moment the holder ends:
 //  - a downstream task whose last unfinished upstream is the holder, started only if the
 //    holder succeeds (exit 0, no stop asked for, no output file for the scheduler to read);
 //  - else the head of the ready queue, when it belongs to the same DAG and pool (so handing
@@ -20,8 +21,14 @@ void Scheduler::StopDispatching() {
   dispatching_ = false;
   for (const auto& [key, at] : active_tries_) {
     auto run_it = runs_.find(at.run_pk);
-    if (run_it != runs_.end() && run_it->second.slotless.count(at.ti_index)) executor_.Withdraw(key);
+    if (run_it == runs_.end() || !run_it->second.slotless.count(at.ti_index)) continue;
+    SchedulerCommand withdraw;
+    withdraw.kind = SchedulerCommand::Kind::kWithdraw;
+    withdraw.key = key;
+    commands_.push_back(std::move(withdraw));
   }
+  // Nothing to commit: a withdrawn standby comes back as a declined event.
+  CarryOut(clock_.Now());
 }
 
 bool Scheduler::MayStandBy(const ActiveRun& active, size_t index, const Task& task) const {
@@ -117,11 +124,11 @@ void Scheduler::AssignStandbys(TimePoint now) {
       ActiveRun& active = runs_.at(pick->run_pk);
       TaskInstance& ti = active.tis[pick->index];
       const Task* task = active.TaskOf(ti);
-      Start(active, pick->index, *task, now);  // queued, its try recorded, its spec last in to_submit_
-      TaskSpec& spec = to_submit_.back();
+      Start(active, pick->index, *task, now);  // queued, its try recorded, its submit the last command
+      TaskSpec& spec = commands_.back().spec;
       spec.after = holder_key;
       spec.after_success = pick->needs_success;
-      // Counted when the holder's slot is handed over (HandOver), not before.
+      // Counted when the holder's slot is handed over (StandbyTakesOver), not before.
       active.slotless.insert(pick->index);
       CountSlot(active.run.dag_id, ti.pool, -1);
       ti.waiting_reason = "starts in the slot of " + holder_key.ToString() +
@@ -138,11 +145,23 @@ void Scheduler::AssignStandbys(TimePoint now) {
   }
 }
 
-void Scheduler::HandOver(ActiveTry& holder) {
-  if (!holder.standby) return;
+void Scheduler::StandbyStarted(const ActiveTry& at) {
+  if (at.sent_as_standby) ++metrics_.standbys_started;
+}
+
+bool Scheduler::StandbyTakesOver(ActiveTry& holder, int exit_code, bool handed_off, TimePoint now) {
+  const bool success_started_standby = handed_off && holder.standby_needs_success && exit_code == 0;
+  // How long the run's tries take decides how deep standbys queue (MaxStandbyDepth).
+  auto holder_run = runs_.find(holder.run_pk);
+  if (holder_run != runs_.end() && holder.task_try.start_date) {
+    std::optional<double>& typical = holder_run->second.typical_try_ms;
+    const double ms = std::chrono::duration<double, std::milli>(now - *holder.task_try.start_date).count();
+    typical = typical ? *typical * 0.875 + ms * 0.125 : ms;
+  }
+  if (!holder.standby) return success_started_standby;
   const TaskInstanceKey key = *std::exchange(holder.standby, std::nullopt);
   auto it = active_tries_.find(key);
-  if (it == active_tries_.end()) return;
+  if (it == active_tries_.end()) return success_started_standby;
   // Each try waiting behind it is one step closer to a slot.
   for (ActiveTry* next = &it->second; next;) {
     next->standby_depth = std::max(0, next->standby_depth - 1);
@@ -150,8 +169,21 @@ void Scheduler::HandOver(ActiveTry& holder) {
     next = after == active_tries_.end() ? nullptr : &after->second;
   }
   auto run_it = runs_.find(it->second.run_pk);
-  if (run_it == runs_.end() || !run_it->second.slotless.erase(it->second.ti_index)) return;
+  if (run_it == runs_.end() || !run_it->second.slotless.erase(it->second.ti_index)) return success_started_standby;
   CountSlot(run_it->second.run.dag_id, run_it->second.tis[it->second.ti_index].pool, +1);
+  return success_started_standby;
 }
+
+void Scheduler::ForgetStandby(const TaskInstanceKey& key) {
+  // The key may soon name another try of the instance. What waited on it was declined with it,
+  // and holds no slot either.
+  for (auto& [holder_key, holder] : active_tries_) {
+    if (holder.standby == key) holder.standby.reset();
+  }
+}
+
+bool Scheduler::WaitsForASlot(const ActiveRun& active, size_t index) const { return active.slotless.count(index) > 0; }
+
+bool Scheduler::LeavesWithoutASlot(ActiveRun& active, size_t index) { return active.slotless.erase(index) > 0; }
 
 }  // namespace nightshift

@@ -207,7 +207,7 @@ class Statement {
 // Without id: the order of INSERT values and UPDATE assignments.
 #define NS_TI_FIELDS                                                                                \
   "run_pk, task_id, map_index, state, try_number, queued_at, start_date, end_date, next_retry_at, " \
-  "pool, priority_weight, pid, external_id, progress, output, waiting_reason, cached, max_tries"
+  "pool, priority_weight, pid, external_id, progress, output, waiting_reason, cached, max_tries, window_kills"
 #define NS_TRY_FIELDS \
   "ti_pk, try_number, state, start_date, end_date, exit_code, pid, external_id, log_path, reason, cache_key"
 
@@ -270,6 +270,7 @@ Status ReadTaskInstance(const Statement& s, TaskInstance* ti) {
   ti->waiting_reason = s.OptText(16);
   ti->cached = s.Bool(17);
   ti->max_tries = s.Int32(18);
+  ti->window_kills = s.Int32(19);
   return Status::OK();
 }
 
@@ -302,7 +303,7 @@ void BindRunFields(Statement& s, const DagRun& run) {
 void BindTaskInstanceFields(Statement& s, const TaskInstance& ti) {
   s.BindAll(ti.run_pk, ti.task_id, ti.map_index, ToString(ti.state), ti.try_number, ti.queued_at,
             ti.start_date, ti.end_date, ti.next_retry_at, ti.pool, ti.priority_weight, ti.pid, ti.external_id,
-            ti.progress, ti.output, ti.waiting_reason, ti.cached, ti.max_tries);
+            ti.progress, ti.output, ti.waiting_reason, ti.cached, ti.max_tries, ti.window_kills);
 }
 
 void BindTryFields(Statement& s, const TaskTry& t) {
@@ -1020,7 +1021,7 @@ Status SqliteStore::CreateRun(DagRun* run, std::vector<TaskInstance>* task_insta
 
     for (const TaskInstance& ti : *task_instances) {
       Result<Statement> ti_insert = Prepare("INSERT INTO task_instances (" NS_TI_FIELDS
-                                            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       if (!ti_insert.ok()) return ti_insert.status();
       TaskInstance row = ti;
       row.run_pk = run_pk;
@@ -1163,7 +1164,7 @@ Result<std::vector<TaskInstance>> SqliteStore::ListTaskInstances(int64_t run_pk)
 Status SqliteStore::InsertTaskInstance(TaskInstance* ti) {
   std::lock_guard lock(mu_);
   Result<Statement> s = Prepare("INSERT INTO task_instances (" NS_TI_FIELDS
-                                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!s.ok()) return s.status();
   BindTaskInstanceFields(*s, *ti);
   Status st = s->Run();
@@ -1183,11 +1184,11 @@ Status SqliteStore::UpdateTaskInstance(const TaskInstance& ti) {
     Result<Statement> s = Prepare(
         "UPDATE task_instances SET state = ?4, try_number = ?5, queued_at = ?6, start_date = ?7, end_date = ?8, "
         "next_retry_at = ?9, pool = ?10, priority_weight = ?11, pid = ?12, external_id = ?13, progress = ?14, "
-        "output = ?15, waiting_reason = ?16, cached = ?17, max_tries = ?18 "
-        "WHERE id = ?19 AND run_pk = ?1 AND task_id = ?2 AND map_index = ?3");
+        "output = ?15, waiting_reason = ?16, cached = ?17, max_tries = ?18, window_kills = ?19 "
+        "WHERE id = ?20 AND run_pk = ?1 AND task_id = ?2 AND map_index = ?3");
     if (!s.ok()) return s.status();
     BindTaskInstanceFields(*s, ti);
-    s->Bind(19, ti.id);
+    s->Bind(20, ti.id);
     if (Status st = s->Run(); !st.ok()) return st;
     if (sqlite3_changes64(db_) > 0) return Status::OK();
   }
@@ -1196,10 +1197,10 @@ Status SqliteStore::UpdateTaskInstance(const TaskInstance& ti) {
       "queued_at = ?, "
       "start_date = ?, end_date = ?, next_retry_at = ?, pool = ?, priority_weight = ?, pid = ?, external_id "
       "= ?, "
-      "progress = ?, output = ?, waiting_reason = ?, cached = ?, max_tries = ? WHERE id = ?19");
+      "progress = ?, output = ?, waiting_reason = ?, cached = ?, max_tries = ?, window_kills = ? WHERE id = ?20");
   if (!s.ok()) return s.status();
   BindTaskInstanceFields(*s, ti);
-  s->Bind(19, ti.id);
+  s->Bind(20, ti.id);
   return UpdateOne(*s, "task instance", ti.id);
 }
 

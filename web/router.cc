@@ -111,7 +111,7 @@ json TaskInstanceJson(const TaskInstance& ti) {
           {"map_index", ti.map_index},
           {"state", std::string(ToString(ti.state))},
           {"try_number", ti.try_number},
-          {"max_tries", ti.max_tries},
+          {"max_tries", ti.TriesAllowed()},
           {"start_date", OptionalTime(ti.start_date)},
           {"end_date", OptionalTime(ti.end_date)},
           {"duration", duration},

@@ -31,6 +31,7 @@ TEST(StatesTest, TaskStateNamesRoundTrip) {
       {S::kUpForRetry, "up_for_retry"},
       {S::kUpstreamFailed, "upstream_failed"},
       {S::kSkipped, "skipped"},
+      {S::kDeferred, "deferred"},
   };
   for (const auto& [state, name] : names) {
     EXPECT_EQ(ToString(state), name);
@@ -48,7 +49,7 @@ TEST(StatesTest, Finished) {
   EXPECT_FALSE(IsFinished(RunState::kRunning));
   for (S s : {S::kSuccess, S::kFailed, S::kUpstreamFailed, S::kSkipped})
     EXPECT_TRUE(IsFinished(s)) << ToString(s);
-  for (S s : {S::kScheduled, S::kQueued, S::kRunning, S::kUpForRetry})
+  for (S s : {S::kScheduled, S::kQueued, S::kRunning, S::kUpForRetry, S::kDeferred})
     EXPECT_FALSE(IsFinished(s)) << ToString(s);
 }
 
@@ -69,6 +70,25 @@ TEST(StatesTest, ClearingAndMarkingFinishedTasksIsLegal) {
   }
   EXPECT_TRUE(IsLegalTransition(S::kFailed, S::kSuccess));  // mark success
   EXPECT_TRUE(IsLegalTransition(S::kSuccess, S::kFailed));  // mark failed
+}
+
+// A run that fails skips what still waits, a retry included; a standby that never got its
+// slot included.
+TEST(StatesTest, WaitingTasksOfAFailedRunAreSkipped) {
+  EXPECT_TRUE(IsLegalTransition(S::kUpForRetry, S::kSkipped));
+  EXPECT_TRUE(IsLegalTransition(S::kQueued, S::kSkipped));
+}
+
+// Contract part two: a task that waits outside the DAG, and a try that exits with its
+// skip_on_exit_code.
+TEST(StatesTest, DeferredAndSkipOnExitCodeHaveTheirRows) {
+  EXPECT_TRUE(IsLegalTransition(S::kScheduled, S::kDeferred));
+  EXPECT_TRUE(IsLegalTransition(S::kDeferred, S::kQueued));
+  EXPECT_TRUE(IsLegalTransition(S::kDeferred, S::kFailed));
+  EXPECT_TRUE(IsLegalTransition(S::kDeferred, S::kSkipped));
+  EXPECT_FALSE(IsLegalTransition(S::kDeferred, S::kRunning));
+  EXPECT_FALSE(IsLegalTransition(S::kRunning, S::kDeferred));
+  EXPECT_TRUE(IsLegalTransition(S::kRunning, S::kSkipped));
 }
 
 TEST(StatesTest, ShortcutsAreIllegal) {

@@ -27,13 +27,14 @@ class FakeExecutor : public Executor {
  public:
   size_t FreeSlots() const override { return 1000; }
   Status Submit(const TaskSpec& spec) override {
+    if (!submit_status.ok()) return submit_status;
     submitted.push_back(spec);
     return Status::OK();
   }
   std::vector<ExecutorEvent> Drain() override { return std::exchange(events, {}); }
   Status Cancel(const TaskInstanceKey& key) override {
     cancelled.push_back(key);
-    return Status::OK();
+    return cancel_status;
   }
   std::vector<TaskInstanceKey> Adopt(std::span<const RunningTask> tasks) override {
     std::vector<TaskInstanceKey> keys;
@@ -94,6 +95,8 @@ class FakeExecutor : public Executor {
   }
 
   bool takes_standbys = false;  // what TakesStandby answers
+  Status submit_status;         // what Submit answers (an error: refused, nothing recorded)
+  Status cancel_status;         // what Cancel answers (the stop is recorded either way)
   std::vector<TaskSpec> submitted;
   std::vector<TaskInstanceKey> cancelled;
   std::vector<TaskInstanceKey> withdrawn;

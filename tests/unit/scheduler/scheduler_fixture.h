@@ -38,7 +38,13 @@ class SchedulerFixture : public ::testing::Test {
     options_.logs_dir = dir_ + "/logs";
     options_.create_scheduled_runs = false;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    // Every move the scheduler made went through the transition table.
+    if (scheduler_) {
+      EXPECT_EQ(scheduler_->metrics().illegal_transitions, 0u);
+    }
+    std::filesystem::remove_all(dir_);
+  }
 
   void AddDag(Dag dag) {
     dag.file_path = dir_ + "/dags/" + dag.dag_id + ".yaml";

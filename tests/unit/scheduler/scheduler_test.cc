@@ -198,6 +198,30 @@ TEST_F(SchedulerTest, RetriesWithBackoffThenSucceed) {
   EXPECT_EQ(RunStateOf(run->id), RunState::kSuccess);
 }
 
+// A run that fails while a task waits for its next try skips that task like any task that
+// still waits (docs/scheduling.md, dagrun_timeout), through a move the transition table allows.
+TEST_F(SchedulerTest, ARunThatTimesOutWhileATaskWaitsForItsRetrySkipsIt) {
+  Dag dag;
+  dag.dag_id = "retry_timeout";
+  dag.dagrun_timeout = seconds(60);
+  Task t = MakeTask("flaky");
+  t.retries = 1;
+  t.retry_delay = seconds(300);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("retry_timeout", std::nullopt, std::nullopt, "{}");
+  Pass();
+  CompleteSubmitted(1);
+  Pass();
+  ASSERT_EQ(Ti(run->id, "flaky").state, TaskState::kUpForRetry);
+  clock_.now += seconds(60);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "flaky").state, TaskState::kSkipped);
+  EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+  EXPECT_EQ(s.metrics().illegal_transitions, 0u);
+}
+
 TEST_F(SchedulerTest, FailurePropagatesAsUpstreamFailedAndFailsTheRun) {
   Dag dag;
   dag.dag_id = "fail";
@@ -332,12 +356,55 @@ TEST_F(SchedulerTest, WindowKillStopsAndRequeuesWithoutUsingARetry) {
   Pass();
   TaskInstance ti = Ti(run->id, "long");
   EXPECT_EQ(ti.state, TaskState::kScheduled);
-  EXPECT_EQ(ti.max_tries, 2);
+  // Counted apart from the retry budget, which stays what the task asked for.
+  EXPECT_EQ(ti.max_tries, 1);
+  EXPECT_EQ(ti.window_kills, 1);
+  EXPECT_EQ(ti.TriesAllowed(), 2);
   EXPECT_EQ(ti.waiting_reason, "window nightly closed until 2026-11-29T10:00:00+00:00");
   clock_.now = T("2026-11-29T10:00:00Z");
   Pass();
   ASSERT_EQ(executor_.submitted.size(), 2u);
   EXPECT_EQ(executor_.submitted[1].key.try_number, 2);
+  // The try the window stopped was the only extra one: a failure now ends it (no retries).
+  executor_.Start(executor_.submitted[1]);
+  executor_.Finish(executor_.submitted[1].key, 1);
+  Pass();
+  EXPECT_EQ(Ti(run->id, "long").state, TaskState::kFailed);
+}
+
+// A retry after a window kill waits the first retry's delay: the stopped try was no retry.
+TEST_F(SchedulerTest, AWindowKillDoesNotAdvanceTheRetryBackoff) {
+  auto window = Window::Parse("nightly", "UTC", {"10:00-12:30"}, OnClose::kKill);
+  ASSERT_TRUE(window.ok());
+  options_.windows.emplace("nightly", *window);
+  Dag dag;
+  dag.dag_id = "killme";
+  dag.window = "nightly";
+  Task t = MakeTask("long");
+  t.retries = 1;
+  t.retry_delay = seconds(10);
+  t.retry_exponential_backoff = true;
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("killme", std::nullopt, std::nullopt, "{}");
+  Pass();
+  executor_.Start(executor_.submitted[0]);
+  Pass();
+  clock_.now = T("2026-11-28T12:30:00Z");
+  Pass();
+  executor_.Finish(executor_.submitted[0].key, 143);
+  Pass();
+  clock_.now = T("2026-11-29T10:00:00Z");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 2u);
+  executor_.Start(executor_.submitted[1]);
+  executor_.Finish(executor_.submitted[1].key, 1);
+  Pass();
+  TaskInstance ti = Ti(run->id, "long");
+  EXPECT_EQ(ti.state, TaskState::kUpForRetry);
+  EXPECT_EQ(ti.next_retry_at, clock_.now + seconds(10));
+  EXPECT_EQ(ti.TriesAllowed(), 3);
 }
 
 TEST_F(SchedulerTest, ExecutionTimeoutCancelsAndFailsTheTry) {
@@ -354,8 +421,10 @@ TEST_F(SchedulerTest, ExecutionTimeoutCancelsAndFailsTheTry) {
   auto next = Pass();
   EXPECT_EQ(next, clock_.now + seconds(30));
   clock_.now += seconds(30);
-  Pass();
+  next = Pass();
   ASSERT_EQ(executor_.cancelled.size(), 1u);
+  // Asked to stop: its timeout needs no further pass (none is due while it winds down).
+  EXPECT_EQ(next, std::nullopt);
   executor_.Finish(executor_.submitted[0].key, 143);
   Pass();
   TaskInstance ti = Ti(run->id, "sleepy");
@@ -363,6 +432,105 @@ TEST_F(SchedulerTest, ExecutionTimeoutCancelsAndFailsTheTry) {
   auto tries = store_->ListTries(ti.id);
   EXPECT_EQ((*tries)[0].reason, "execution_timeout 30s exceeded");
   EXPECT_EQ(RunStateOf(run->id), RunState::kFailed);
+}
+
+// A stop the executor refuses (its supervisor busy, say) is asked again a second later, for as
+// long as the try is still queued or running, instead of leaving it to run on.
+TEST_F(SchedulerTest, AStopTheExecutorRefusedIsAskedAgain) {
+  Dag dag;
+  dag.dag_id = "slow";
+  Task t = MakeTask("sleepy");
+  t.execution_timeout = seconds(30);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("slow", std::nullopt, std::nullopt, "{}");
+  Pass();
+  executor_.Start(executor_.submitted[0]);
+  Pass();
+  clock_.now += seconds(30);
+  executor_.cancel_status = Status::IOError("supervisor not answering");
+  auto next = Pass();
+  ASSERT_EQ(executor_.cancelled.size(), 1u);
+  EXPECT_EQ(next, clock_.now + seconds(1));
+  executor_.cancel_status = Status::OK();
+  clock_.now += seconds(1);
+  Pass();
+  ASSERT_EQ(executor_.cancelled.size(), 2u);
+  EXPECT_EQ(executor_.cancelled[1], executor_.submitted[0].key);
+  executor_.Finish(executor_.submitted[0].key, 143);
+  Pass();
+  TaskInstance ti = Ti(run->id, "sleepy");
+  EXPECT_EQ(ti.state, TaskState::kFailed);
+  EXPECT_EQ((*store_->ListTries(ti.id))[0].reason, "execution_timeout 30s exceeded");
+  // Asked for no more once the try is over.
+  clock_.now += seconds(5);
+  Pass();
+  EXPECT_EQ(executor_.cancelled.size(), 2u);
+}
+
+// A try the executor will not start fails with the reason, and its retries apply.
+TEST_F(SchedulerTest, ATryTheExecutorRefusesFailsAndIsRetried) {
+  Dag dag;
+  dag.dag_id = "refused";
+  Task t = MakeTask("a");
+  t.retries = 1;
+  t.retry_delay = seconds(5);
+  dag.tasks = {t};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("refused", std::nullopt, std::nullopt, "{}");
+  executor_.submit_status = Status::IOError("no space left");
+  Pass();
+  EXPECT_TRUE(executor_.submitted.empty());
+  executor_.submit_status = Status::OK();
+  Pass();
+  TaskInstance ti = Ti(run->id, "a");
+  EXPECT_EQ(ti.state, TaskState::kUpForRetry);
+  EXPECT_EQ((*store_->ListTries(ti.id))[0].reason, "cannot start: no space left");
+  clock_.now += seconds(5);
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 1u);
+  EXPECT_EQ(executor_.submitted[0].key.try_number, 2);
+}
+
+// An upstream output too big for one environment variable reaches the task as a file, written
+// before the try is handed to the executor.
+TEST_F(SchedulerTest, ABigUpstreamOutputIsWrittenToAFileBeforeTheTryStarts) {
+  Dag dag;
+  dag.dag_id = "big";
+  Task up = MakeTask("up");
+  up.map.kind = MapSpec::Kind::kItems;
+  up.map.items = {"a", "b", "c"};
+  Task down_task = MakeTask("down", {"up"});
+  down_task.cache.enabled = true;  // its key covers the file's content
+  dag.tasks = {up, down_task};
+  AddDag(dag);
+  Scheduler& s = Make();
+  auto run = s.TriggerRun("big", std::nullopt, std::nullopt, "{}");
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 3u);
+  // Each output is under the 64 KiB limit; the three together are over 120 KiB.
+  const std::string item = "\"" + std::string(50 * 1024, 'x') + "\"";
+  for (const TaskSpec& spec : std::vector<TaskSpec>(executor_.submitted)) {
+    std::filesystem::create_directories(std::filesystem::path(spec.output_path).parent_path());
+    std::ofstream(spec.output_path) << item;
+    executor_.Start(spec);
+    executor_.Finish(spec.key, 0);
+  }
+  Pass();
+  ASSERT_EQ(executor_.submitted.size(), 4u);
+  const TaskSpec& down = executor_.submitted[3];
+  EXPECT_EQ(down.env.count("NIGHTSHIFT_INPUT_UP"), 0u);
+  const std::string path = down.env.at("NIGHTSHIFT_INPUT_UP_FILE");
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "[" + item + "," + item + "," + item + "]");
+  // The key was computed in the pass that queued the try, before the file was written.
+  auto tries = store_->ListTries(Ti(run->id, "down").id);
+  ASSERT_EQ(tries->size(), 1u);
+  EXPECT_TRUE((*tries)[0].cache_key.has_value());
+  EXPECT_EQ(RunStateOf(run->id), RunState::kRunning);
 }
 
 TEST_F(SchedulerTest, RestartAdoptsRunningTriesAndNeverRerunsSuccess) {

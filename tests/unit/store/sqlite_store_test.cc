@@ -139,6 +139,7 @@ TaskInstance FullTi(int64_t run_pk) {
   ti.waiting_reason = "pool db full (2/2)";
   ti.cached = true;
   ti.max_tries = 4;
+  ti.window_kills = 2;
   return ti;
 }
 
@@ -202,6 +203,7 @@ void ExpectTiEq(const TaskInstance& a, const TaskInstance& b) {
   EXPECT_EQ(a.waiting_reason, b.waiting_reason);
   EXPECT_EQ(a.cached, b.cached);
   EXPECT_EQ(a.max_tries, b.max_tries);
+  EXPECT_EQ(a.window_kills, b.window_kills);
 }
 
 void ExpectTryEq(const TaskTry& a, const TaskTry& b) {
