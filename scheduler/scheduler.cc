@@ -8,10 +8,12 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/try_files.h"
 #include "executor/task_protocol.h"
 #include "executor/try_journal.h"
 #include "scheduler/cache_key.h"
 #include "scheduler/dag_snapshot.h"
+#include "scheduler/json_input.h"
 #include "scheduler/map_expansion.h"
 #include "scheduler/retry_policy.h"
 #include "scheduler/run_schedule.h"
@@ -33,7 +35,7 @@ std::string UpperEnvName(const std::string& name) {
 
 // A conf value as an environment variable: strings as they are, anything else as JSON.
 std::string EnvValue(const json& value) {
-  return value.is_string() ? value.get<std::string>() : value.dump();
+  return value.is_string() ? value.get<std::string>() : DumpJson(value);
 }
 
 // "window nightly closed until 2026-11-29T22:00:00+01:00": why a task waits or was stopped.
@@ -46,13 +48,10 @@ std::string WindowClosedReason(const std::string& name, const Window& window, Ti
 // Parsed once when a run is loaded or created, not for each try.
 std::map<std::string, std::string> RunParams(const Dag& dag, const std::string& conf_text) {
   std::map<std::string, std::string> params = dag.params;
-  try {
-    json conf = json::parse(conf_text.empty() ? "{}" : conf_text);
-    if (conf.is_object()) {
-      for (const auto& [k, v] : conf.items()) params[k] = EnvValue(v);
-    }
-  } catch (const std::exception&) {
-    // conf was validated when the run was created; a damaged row adds nothing.
+  // conf was validated when the run was created; a damaged row adds nothing.
+  Result<json> conf = ParseJsonInput(conf_text.empty() ? "{}" : conf_text);
+  if (conf.ok() && conf->is_object()) {
+    for (const auto& [k, v] : conf->items()) params[k] = EnvValue(v);
   }
   return params;
 }
@@ -66,7 +65,7 @@ std::string DateInZone(TimePoint t, const std::string& timezone) {
 // Reads the JSON a successful try wrote to NIGHTSHIFT_OUTPUT; an error says why it is unusable.
 Status ReadOutput(const std::string& log_path, std::optional<std::string>* output) {
   constexpr size_t kMaxOutput = 64 * 1024;
-  const std::string path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  const std::string path = TryFiles::OfLog(log_path).output;
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return Status::OK();
   const auto size = std::filesystem::file_size(path, ec);
@@ -79,12 +78,9 @@ Status ReadOutput(const std::string& log_path, std::optional<std::string>* outpu
     text.resize(std::fread(text.data(), 1, text.size(), f));
     std::fclose(f);
   }
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::OK();  // left empty
-  try {
-    *output = json::parse(text).dump();
-  } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("output is not valid JSON: ") + e.what());
-  }
+  Result<std::optional<std::string>> parsed = ParseTryOutput(text);
+  if (!parsed.ok()) return parsed.status();
+  *output = std::move(*parsed);
   return Status::OK();
 }
 
@@ -619,18 +615,15 @@ Result<DagRun> Scheduler::TriggerRun(const std::string& dag_id, std::optional<st
                                      const std::vector<std::string>& only_tasks) {
   auto dag_it = dags_.find(dag_id);
   if (dag_it == dags_.end()) return Status::NotFound("DAG \"" + dag_id + "\" not found");
-  json conf_json;
-  try {
-    conf_json = json::parse(conf.empty() ? "{}" : conf);
-  } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("conf is not valid JSON: ") + e.what());
-  }
+  Result<json> parsed_conf = ParseJsonInput(conf.empty() ? "{}" : conf);
+  if (!parsed_conf.ok()) return Status::InvalidArgument("conf is " + parsed_conf.status().message());
+  const json& conf_json = *parsed_conf;
   if (!conf_json.is_object()) return Status::InvalidArgument("conf must be a JSON object");
   DagRun run;
   run.logical_date = logical_date.value_or(clock_.Now());
   run.run_id = run_id.value_or("manual__" + FormatRfc3339(run.logical_date));
   run.run_type = "manual";
-  run.conf = conf_json.dump();
+  run.conf = DumpJson(conf_json);
   DagRun created;
   Status s = store_.InTransaction([&] { return CreateRun(dag_it->second, run, only_tasks, &created); });
   if (!s.ok()) return s;
@@ -1118,8 +1111,8 @@ void Scheduler::FinishRunIfDone(ActiveRun& active, TimePoint now) {
 void Scheduler::RunCallback(ActiveRun& active, const std::string& name, const std::string& command) {
   TaskInstance pseudo;
   pseudo.task_id = name;
-  TaskSpec spec = MakeSpec(active, pseudo, options_.logs_dir + "/" + active.run.dag_id + "/" +
-                                               active.run.run_id + "/" + name + ".log");
+  TaskSpec spec =
+      MakeSpec(active, pseudo, TryFiles::ForCallback(options_.logs_dir, active.run.dag_id, active.run.run_id, name).log);
   spec.command = command;
   spec.cwd = std::filesystem::path(active.dag.file_path).parent_path().string();
   if (spec.cwd.empty()) spec.cwd = ".";
@@ -1297,13 +1290,9 @@ bool Scheduler::TryCache(ActiveRun& active, size_t index, const Task& task, cons
 }
 
 std::string Scheduler::LogPath(const ActiveRun& active, const TaskInstance& ti, int try_number) const {
-  // One folder per run, one file per try: TASK.TRY.log, or TASK[MAP].TRY.log for a mapped
-  // instance ("[" cannot occur in a task id). No folder per task: a try that prints nothing
-  // then costs no file at all (the supervisor creates the log at the first byte).
-  std::string name = ti.task_id;
-  if (ti.map_index >= 0) name += "[" + std::to_string(ti.map_index) + "]";
-  return options_.logs_dir + "/" + active.run.dag_id + "/" + active.run.run_id + "/" + name + "." +
-         std::to_string(try_number) + ".log";
+  return TryFiles::For(options_.logs_dir, TryId{active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index,
+                                                  try_number})
+      .log;
 }
 
 TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const std::string& log_path) {
@@ -1311,7 +1300,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
   spec.key = {active.run.dag_id, active.run.run_id, ti.task_id, ti.map_index, ti.try_number};
   spec.log_path = log_path;
   spec.journal_path = TryJournalPath(options_.logs_dir, active.run.dag_id, active.run.run_id);
-  spec.output_path = log_path.substr(0, log_path.size() - 4) + ".output.json";
+  spec.output_path = TryFiles::OfLog(log_path).output;
   const Task* task = active.TaskOf(ti);
   std::filesystem::path dag_dir = std::filesystem::path(active.dag.file_path).parent_path();
   if (task) {
@@ -1394,7 +1383,7 @@ TaskSpec Scheduler::MakeSpec(ActiveRun& active, const TaskInstance& ti, const st
         SchedulerCommand write;
         write.kind = SchedulerCommand::Kind::kWriteFile;
         write.key = spec.key;
-        write.path = log_path.substr(0, log_path.size() - 4) + ".input." + up + ".json";
+        write.path = TryFiles::OfLog(log_path).Input(up);
         write.content = std::move(*value);
         write.needed_to_start = true;
         spec.env[name + "_FILE"] = write.path;

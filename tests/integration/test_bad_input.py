@@ -106,7 +106,6 @@ class DeepNestingTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
         self.assertEqual(result.stderr.strip(), "nightshift: --conf is nested deeper than 64 levels (at byte 69)")
 
-    @unittest.expectedFailure  # until Scheduler::ReadOutput reads outputs through ParseTryOutput
     def test_output_nested_too_deep_fails_the_try_with_the_reason(self):
         # 30,000 levels: under the 64 KiB output limit.
         self.ws.write_dag("out.yaml", """
