@@ -191,7 +191,10 @@ int RunDagOnce(const RunCommandOptions& options, const Config& config) {
     if (ec) return;
     std::fprintf(stderr, "\ninterrupted (signal %d): stopping the run\n", signo);
     scheduler.StopDispatching();
-    scheduler.CancelRun(run->id, "interrupted");
+    // NotFound: the run ended before the signal arrived, and the loop stops on its own.
+    if (Status s = scheduler.CancelRun(run->id, "interrupted"); !s.ok() && !s.IsNotFound()) {
+      std::fprintf(stderr, "cannot stop the run: %s\n", s.ToString().c_str());
+    }
     loop.Wake();
   });
 

@@ -8,7 +8,7 @@
 
 namespace nightshift {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   // kUnavailable: the storage cannot take writes (disk full, read-only, I/O error); the same
   // write may succeed later without any change from the caller.
@@ -42,7 +42,7 @@ class Status {
 
 // A value or the Status that explains why there is none.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: must not be OK

@@ -288,7 +288,8 @@ TEST_F(SchedulerTest, HigherPriorityStartsFirst) {
   dag.tasks[2].priority_weight = 5;
   AddDag(dag);
   Scheduler& s = Make();
-  s.TriggerRun("prio", std::nullopt, std::nullopt, "{}");
+  auto run = s.TriggerRun("prio", std::nullopt, std::nullopt, "{}");
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
   for (int i = 0; i < 3; ++i) {
     Pass();
     CompleteSubmitted();
