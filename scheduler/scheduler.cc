@@ -130,7 +130,15 @@ Status Scheduler::LoadRun(const DagRun& run) {
   return Status::OK();
 }
 
-Status Scheduler::Recover() {
+Status Scheduler::Recover() { return LoadState(/*announce=*/true); }
+
+void Scheduler::ReloadAfterFailedCommit() {
+  commands_.clear();
+  finished_runs_.clear();
+  if (Status r = LoadState(/*announce=*/false); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
+}
+
+Status Scheduler::LoadState(bool announce) {
   runs_.clear();
   active_tries_.clear();
   tries_to_delete_.clear();  // a refused pass rolled their deletion back: they are tries again
@@ -176,9 +184,9 @@ Status Scheduler::Recover() {
   }
   if (!to_adopt.empty()) {
     std::vector<TaskInstanceKey> adopted = executor_.Adopt(to_adopt);
-    spdlog::info("recovered {} unfinished runs; {} of {} tries still running were adopted", runs_.size(),
+    if (announce) spdlog::info("recovered {} unfinished runs; {} of {} tries still running were adopted", runs_.size(),
                  adopted.size(), to_adopt.size());
-  } else if (!runs_.empty()) {
+  } else if (announce && !runs_.empty()) {
     spdlog::info("recovered {} unfinished runs", runs_.size());
   }
   return Status::OK();
@@ -216,11 +224,7 @@ Result<std::optional<TimePoint>> Scheduler::RunPass() {
     return Persist();
   });
   if (!s.ok()) {
-    // The database did not take this pass. Nothing was started; reload what it does hold so
-    // memory and disk agree again, and let the executor re-report live tries.
-    spdlog::error("scheduler pass not committed, reloading state: {}", s.ToString());
-    commands_.clear();
-    if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
+    ReloadAfterFailedCommit();
     return s;
   }
 
@@ -932,9 +936,7 @@ Result<ActiveRun*> Scheduler::Activate(const std::string& dag_id, const std::str
 Status Scheduler::CommitAction() {
   Status s = store_.InTransaction([&] { return Persist(); });
   if (!s.ok()) {
-    commands_.clear();
-    finished_runs_.clear();
-    if (Status r = Recover(); !r.ok()) spdlog::error("reload failed: {}", r.ToString());
+    ReloadAfterFailedCommit();
     return s;
   }
   CarryOut(clock_.Now());

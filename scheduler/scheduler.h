@@ -156,6 +156,12 @@ class Scheduler {
   Result<ActiveRun*> Activate(const std::string& dag_id, const std::string& run_id);
   // Persists what an API action changed, then starts what it queued; like the end of a pass.
   Status CommitAction();
+  // The database did not take a commit: nothing planned is carried out, and memory is reloaded
+  // from what the database holds (the executor re-reports live tries). The failure itself is
+  // reported by the caller, once: the loop's rate-limited log, or the API's answer.
+  void ReloadAfterFailedCommit();
+  // Recover's work; `announce` logs what was recovered (at start, not on every reload).
+  Status LoadState(bool announce);
   // Stops the try of a queued or running task instance (the try fails with `reason`).
   void StopTry(ActiveRun& active, size_t index, const std::string& reason);
   // Asks the executor to stop a try, after the commit.
